@@ -1,0 +1,310 @@
+"""Covered components: validation of identifiers and derivation of their values.
+
+RFC 9421 §2 defines two kinds of component: HTTP fields (``content-type``) and
+derived components (``@method``). A component identifier is an sf-string with
+parameters; its value is computed from the message the verifier *received*
+(RFC 9421 §3.2, R6) and never taken from a header of the same name (§7.5.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
+
+from . import _sfv
+from ._message import Message
+from .errors import Reason, VerificationError
+
+__all__ = ["Component", "component_value", "parse_component"]
+
+# RFC 9421 §2.2: the derived components a request or response can have. Draft-06's
+# "@query-params" and "@request-response" are gone in RFC 9421; "@signature-params"
+# is the last line of every base and may never be listed as covered (B5).
+REQUEST_DERIVED = frozenset(
+    {
+        "@method",
+        "@target-uri",
+        "@authority",
+        "@scheme",
+        "@request-target",
+        "@path",
+        "@query",
+        "@query-param",
+    }
+)
+RESPONSE_DERIVED = frozenset({"@status"})
+_KNOWN_DERIVED = REQUEST_DERIVED | RESPONSE_DERIVED
+
+# RFC 9421 §2.1: parameters a component identifier may carry; anything else is an error.
+_FIELD_PARAMS = frozenset({"sf", "key", "bs", "req", "tr"})
+_DERIVED_PARAMS = frozenset({"req"})
+
+# Field names (RFC 9110 §5.1 token) in lower case; RFC 9421 §2.1 requires lower case.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+
+# RFC 9421 §2.1.1: ";sf" re-serialises a field of *known* structured type.
+_SF_TYPES: Mapping[str, str] = {
+    "accept-signature": "dictionary",
+    "cache-status": "list",
+    "cdn-cache-control": "dictionary",
+    "content-digest": "dictionary",
+    "example-dict": "dictionary",
+    "example-list": "list",
+    "priority": "dictionary",
+    "proxy-status": "list",
+    "repr-digest": "dictionary",
+    "signature": "dictionary",
+    "signature-input": "dictionary",
+    "want-content-digest": "dictionary",
+    "want-repr-digest": "dictionary",
+}
+
+# obs-fold (RFC 9112 §5.2): CRLF followed by whitespace becomes one SP (RFC 9421 §2.1).
+_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
+# Printable ASCII plus HTAB: anything else cannot appear in a base (RFC 9421 §2.5).
+_BASE_SAFE = re.compile(r"[\t\x20-\x7e]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One covered component identifier.
+
+    Attributes:
+        name: The component name (``@method``, ``content-digest``).
+        params: Its parameters in received order (``(("name", "Pet"),)``).
+        quoted: The strict RFC 8941 serialisation, e.g. ``"@query-param";name="Pet"``.
+        unquoted: The same without quotes around the name (Upvest's v6 base lines).
+    """
+
+    name: str
+    params: tuple[tuple[str, _sfv.BareItem], ...]
+    quoted: str
+    unquoted: str
+
+    @property
+    def is_derived(self) -> bool:
+        """Whether this is a derived (``@``) component."""
+        return self.name.startswith("@")
+
+
+def _malformed(msg: str) -> VerificationError:
+    return VerificationError(Reason.MALFORMED_HEADER, msg)
+
+
+def _unavailable(msg: str) -> VerificationError:
+    return VerificationError(Reason.COMPONENT_UNAVAILABLE, msg)
+
+
+def parse_component(item: object) -> Component:
+    """Validate one member of a ``Signature-Input`` inner list.
+
+    Args:
+        item: A parsed SF item ``(bare_item, params)``.
+
+    Returns:
+        The component identifier.
+
+    Raises:
+        VerificationError: ``malformed_header`` for a non-string item, an upper-case or
+            invalid name, an unknown derived component, ``@signature-params``, or an
+            unknown or ill-typed parameter (RFC 9421 §2, R7).
+    """
+    if not isinstance(item, tuple) or len(item) != 2:
+        raise _malformed("covered component is not an item")
+    name, params = item
+    # RFC 9421 §2: "component identifiers are serialized as sf-string"; a token
+    # like (@method) or an integer is not one (A9).
+    if type(name) is not str:
+        raise _malformed(f"covered component {name!r} is not a string")
+    if name.startswith("@"):
+        if name == "@signature-params":
+            raise _malformed('"@signature-params" cannot be a covered component')
+        if name not in _KNOWN_DERIVED:
+            raise _malformed(f"unknown derived component {name!r}")
+        allowed = _DERIVED_PARAMS | ({"name"} if name == "@query-param" else set())
+    else:
+        if not _FIELD_NAME.fullmatch(name):
+            # Upper case is rejected, not folded: "Content-Digest" must not satisfy a
+            # policy asking for "content-digest" (B4).
+            raise _malformed(f"invalid field name {name!r} (must be lower-case token)")
+        allowed = _FIELD_PARAMS
+    assert isinstance(params, dict)
+    for key, value in params.items():
+        if key not in allowed:
+            raise _malformed(f"unknown parameter {key!r} on component {name!r}")
+        if key in ("name", "key"):
+            if type(value) is not str:
+                raise _malformed(f"parameter {key!r} of {name!r} must be a string")
+        elif value is not True:
+            raise _malformed(f"parameter {key!r} of {name!r} must be boolean true")
+    if "sf" in params and ("bs" in params or "key" in params):
+        # RFC 9421 §2.1.3: bs cannot be combined with sf or key.
+        raise _malformed(f"incompatible parameters on {name!r}")
+    if "bs" in params and "key" in params:
+        raise _malformed(f"incompatible parameters on {name!r}")
+    if name == "@query-param" and "name" not in params:
+        raise _malformed('"@query-param" needs a name parameter')
+    param_tuple = tuple(params.items())
+    ser_params = _sfv.serialize_params(params) if params else ""
+    return Component(
+        name=name,
+        params=param_tuple,
+        quoted=_sfv.serialize_bare_item(name) + ser_params,
+        unquoted=name + ser_params,
+    )
+
+
+def _check_ascii(name: str, value: str) -> str:
+    if not _BASE_SAFE.fullmatch(value):
+        # RFC 9421 §2.5: a base containing non-ASCII or control characters MUST fail (B17).
+        raise _malformed(f"component {name!r} has a non-ASCII or control character")
+    return value
+
+
+def _field_lines(message: Message, comp: Component) -> list[str]:
+    lines = message.fields.get(comp.name)
+    if lines is None:
+        raise _unavailable(f"covered field {comp.name!r} is absent")
+    return lines
+
+
+def _combined(lines: list[str]) -> str:
+    # RFC 9421 §2.1: strip leading/trailing whitespace of each line, replace obs-fold
+    # with one SP, join the lines with ", " in order. Never only the first line (R21).
+    if len(lines) == 1:
+        value = lines[0]
+        if "\n" in value:
+            value = _OBS_FOLD.sub(" ", value)
+        return value.strip(" \t")
+    return ", ".join((_OBS_FOLD.sub(" ", v) if "\n" in v else v).strip(" \t") for v in lines)
+
+
+def _field_value(message: Message, comp: Component) -> str:
+    params = dict(comp.params)
+    if "req" in params:
+        # RFC 9421 §2.4: "req" takes the value from the related request; a request
+        # message has none (B7).
+        raise _unavailable(f"{comp.name!r};req has no related request")
+    if "tr" in params:
+        raise _unavailable(f"{comp.name!r};tr: trailers are not available")
+    lines = _field_lines(message, comp)
+    if "bs" in params:
+        # RFC 9421 §2.1.3: each line wrapped as a byte sequence, joined with ", ".
+        parts = []
+        for line in lines:
+            raw = _OBS_FOLD.sub(" ", line).strip(" \t").encode("latin-1")
+            parts.append(":" + base64.b64encode(raw).decode("ascii") + ":")
+        return ", ".join(parts)
+    value = _check_ascii(comp.name, _combined(lines))
+    if "key" in params:
+        # RFC 9421 §2.1.2: the member of a Dictionary field, re-serialised strictly.
+        try:
+            members = _sfv.parse_dictionary(value)
+        except _sfv.SFError as e:
+            raise _unavailable(f"field {comp.name!r} is not a dictionary: {e}") from e
+        key = params["key"]
+        assert isinstance(key, str)
+        if key not in members:
+            raise _unavailable(f"dictionary {comp.name!r} has no member {key!r}")
+        member = members[key]
+        if _sfv.is_inner_list(member):
+            return _sfv.serialize_inner_list(*member)
+        return _sfv.serialize_item(member)
+    if "sf" in params:
+        # RFC 9421 §2.1.1: strict re-serialisation of a field of known type.
+        kind = _SF_TYPES.get(comp.name)
+        if kind is None:
+            raise _unavailable(f"{comp.name!r} is not a known structured field")
+        try:
+            if kind == "dictionary":
+                return _sfv.serialize_dictionary(_sfv.parse_dictionary(value))
+            return _sfv.serialize_list(_sfv.parse_list(value))
+        except _sfv.SFError as e:
+            raise _unavailable(f"field {comp.name!r} is not a valid {kind}: {e}") from e
+    return value
+
+
+# RFC 9421 §2.2.8 refers to the WHATWG "application/x-www-form-urlencoded percent-encode
+# set": everything but ASCII alphanumerics and *-._ is encoded (so "~" and " " are too).
+def _form_encode(text: str) -> str:
+    return quote(text, safe="*").replace("~", "%7E")
+
+
+def _form_decode(text: str) -> str:
+    return unquote_to_bytes(text.replace("+", " ")).decode("utf-8", "replace")
+
+
+def _query_param_values(message: Message, name: str) -> list[str]:
+    # RFC 9421 §2.2.8: parse the query as application/x-www-form-urlencoded, then
+    # re-encode names and values; the "name" parameter holds the encoded name.
+    values = []
+    for pair in (message.query or "").split("&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition("=")
+        if _form_encode(_form_decode(raw_name)) == name:
+            values.append(_form_encode(_form_decode(raw_value)))
+    return values
+
+
+def component_value(message: Message, comp: Component) -> list[str]:
+    """Compute the base-line value(s) of a covered component.
+
+    Args:
+        message: The received message.
+        comp: The component identifier.
+
+    Returns:
+        One value per base line; only ``@query-param`` can give several (one per
+        occurrence of the parameter, in order).
+
+    Raises:
+        VerificationError: ``component_unavailable`` when the message cannot supply the
+            component; ``malformed_header`` for a non-ASCII value.
+    """
+    name = comp.name
+    if not comp.is_derived:
+        return [_field_value(message, comp)]
+    if comp.params and "req" in dict(comp.params):
+        raise _unavailable(f"{name!r};req has no related request")
+    if name == "@status":
+        if message.status is None:
+            raise _unavailable('"@status" is not available on a request')
+        return [f"{message.status:03d}"]
+    if message.method is None:
+        raise _unavailable(f"{name!r} is not available on a response")
+    if name == "@method":
+        # RFC 9421 §2.2.1: the method as received, case preserved (B19).
+        value = message.method
+    elif name == "@path":
+        # RFC 9421 §2.2.6: the raw absolute path; an empty path is "/" (B13).
+        value = message.path
+    elif name == "@query":
+        # RFC 9421 §2.2.7: "?" plus the raw query, or "?" alone when there is none.
+        value = "?" + (message.query or "")
+    elif name == "@request-target":
+        # RFC 9421 §2.2.5: origin form for an ordinary request.
+        value = message.path if message.query is None else f"{message.path}?{message.query}"
+    elif name == "@authority":
+        if message.authority is None:
+            raise _unavailable('"@authority" needs an absolute URL or a single Host field')
+        value = message.authority
+    elif name in ("@scheme", "@target-uri"):
+        if message.scheme is None or message.authority is None:
+            raise _unavailable(f"{name!r} needs the absolute URL the request was sent to")
+        if name == "@scheme":
+            value = message.scheme
+        else:
+            target = f"{message.scheme}://{message.authority}{message.path}"
+            value = target if message.query is None else f"{target}?{message.query}"
+    else:  # "@query-param"; parse_component admits no other name
+        param = dict(comp.params)["name"]
+        assert isinstance(param, str)
+        values = _query_param_values(message, param)
+        if not values:
+            raise _unavailable(f"query parameter {param!r} is absent")
+        return [_check_ascii(name, v) for v in values]
+    return [_check_ascii(name, value)]

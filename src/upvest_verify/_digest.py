@@ -1,0 +1,130 @@
+"""Body digests: ``Content-Digest`` (RFC 9530) and the legacy ``Digest`` (RFC 3230).
+
+A signature covers the body only through a digest field, so the digest must be
+checked against the bytes actually received (RFC 9421 §7.2.8, R12). Every
+supported algorithm present must match (ignoring a failed one would be a
+downgrade, RFC 9530 §6); deprecated ones (``md5``, ``sha``) never count.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable
+
+from . import _sfv
+from .errors import Reason, VerificationError
+
+__all__ = ["BodyHasher", "check_content_digest", "check_legacy_digest"]
+
+# RFC 9530 §5 registry names (lower case) and RFC 3230 tokens (compared case-insensitively).
+_ALGORITHMS: dict[str, Callable[[bytes], bytes]] = {
+    "sha-512": lambda b: hashlib.sha512(b).digest(),
+    "sha-256": lambda b: hashlib.sha256(b).digest(),
+}
+
+
+class BodyHasher:
+    """Hashes the body at most once per algorithm, however many signatures ask."""
+
+    __slots__ = ("_body", "_cache")
+
+    def __init__(self, body: bytes) -> None:
+        """Wrap the raw body.
+
+        Args:
+            body: The raw request body as received.
+        """
+        self._body = body
+        self._cache: dict[str, bytes] = {}
+
+    def digest(self, algorithm: str) -> bytes:
+        """Return the body's digest under a supported algorithm name (``sha-512``)."""
+        value = self._cache.get(algorithm)
+        if value is None:
+            value = self._cache[algorithm] = _ALGORITHMS[algorithm](self._body)
+        return value
+
+
+def _compare(hasher: BodyHasher, found: dict[str, bytes], header: str) -> None:
+    if not found:
+        raise VerificationError(
+            Reason.DIGEST_MISMATCH, f"{header} has no supported algorithm (sha-512, sha-256)"
+        )
+    for algorithm, expected in found.items():
+        # Constant-time compare (D11); lengths differ only for malformed values.
+        if not hmac.compare_digest(hasher.digest(algorithm), expected):
+            raise VerificationError(
+                Reason.DIGEST_MISMATCH, f"{header} {algorithm} does not match the body"
+            )
+
+
+def check_content_digest(value: str, hasher: BodyHasher) -> None:
+    """Check an RFC 9530 ``Content-Digest`` value against the body.
+
+    ``Content-Digest = Dictionary`` whose members map an algorithm to a byte
+    sequence (RFC 9530 §2). Duplicate members are malformed (D5), not last-wins.
+
+    Args:
+        value: The combined field value.
+        hasher: The body hasher.
+
+    Raises:
+        VerificationError: ``malformed_header`` for bad syntax or a non-byte-sequence
+            member; ``digest_mismatch`` if no supported algorithm is present or any
+            present one does not match.
+    """
+    try:
+        members = _sfv.parse_dictionary(value, allow_duplicates=False)
+    except _sfv.SFError as e:
+        raise VerificationError(Reason.MALFORMED_HEADER, f"content-digest: {e}") from e
+    found: dict[str, bytes] = {}
+    for algorithm, member in members.items():
+        bare = member[0]
+        if not isinstance(bare, bytes):
+            raise VerificationError(
+                Reason.MALFORMED_HEADER, f"content-digest {algorithm} is not a byte sequence"
+            )
+        if algorithm in _ALGORITHMS:
+            found[algorithm] = bare
+    _compare(hasher, found, "content-digest")
+
+
+def check_legacy_digest(value: str, hasher: BodyHasher) -> None:
+    """Check an RFC 3230 ``Digest`` value (Upvest v6) against the body.
+
+    ``Digest = 1#instance-digest``, ``instance-digest = digest-algorithm "="
+    <encoded digest output>`` (RFC 3230 §4.3.2); algorithm tokens are
+    case-insensitive and SHA-256/SHA-512 values are standard base64
+    (RFC 5843 §2).
+
+    Args:
+        value: The combined field value.
+        hasher: The body hasher.
+
+    Raises:
+        VerificationError: ``malformed_header`` for bad syntax or base64, or the same
+            algorithm twice; ``digest_mismatch`` as for ``Content-Digest``.
+    """
+    found: dict[str, bytes] = {}
+    for part in value.split(","):
+        algorithm, sep, encoded = part.strip(" \t").partition("=")
+        if not sep or not algorithm:
+            raise VerificationError(Reason.MALFORMED_HEADER, "digest: expected <alg>=<value>")
+        algorithm = algorithm.lower()
+        if algorithm not in _ALGORITHMS:
+            continue  # md5, sha, unixsum...: never trusted, never required
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise VerificationError(
+                Reason.MALFORMED_HEADER, f"digest {algorithm} is not base64"
+            ) from e
+        if algorithm in found and found[algorithm] != decoded:
+            raise VerificationError(
+                Reason.MALFORMED_HEADER, f"digest lists {algorithm} twice with different values"
+            )
+        found[algorithm] = decoded
+    _compare(hasher, found, "digest")

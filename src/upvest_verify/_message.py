@@ -1,0 +1,176 @@
+"""The HTTP message as the verifier sees it: explicit parts, no framework objects.
+
+Adapters and callers pass the method, the URL as Upvest sent it, the header
+field lines and the raw body. This module turns them into a :class:`Message`
+with lower-cased field names and the field lines kept in order, which is what
+RFC 9421 §2.1 needs to rebuild component values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from .errors import Reason, VerificationError
+
+__all__ = ["HeaderInput", "Message", "normalise_fields", "request_message"]
+
+HeaderInput: TypeAlias = (
+    Mapping[str, str]
+    | Mapping[bytes, bytes]
+    | Iterable[tuple[str, str]]
+    | Iterable[tuple[bytes, bytes]]
+    | Iterable[tuple[str | bytes, str | bytes]]
+)
+"""Header fields: a mapping, or an iterable of ``(name, value)`` pairs (names may repeat)."""
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An HTTP message reduced to what signature components are built from.
+
+    Attributes:
+        method: The request method exactly as received (``None`` for a response).
+        scheme: Lower-case URI scheme, or ``None`` if the caller gave an origin-form URL.
+        authority: Normalised ``host[:port]`` (RFC 9421 §2.2.3), or ``None``.
+        path: The raw absolute path as received, percent-encoding untouched; ``/`` if empty.
+        query: The raw query without the leading ``?``; ``None`` when the URL has no ``?``.
+        status: The response status code, or ``None`` for a request.
+        fields: Lower-case field name to the list of its field-line values, in order.
+    """
+
+    method: str | None
+    scheme: str | None
+    authority: str | None
+    path: str
+    query: str | None
+    status: int | None
+    fields: Mapping[str, list[str]]
+
+
+def _text(value: str | bytes) -> str:
+    # Field values arrive as bytes from ASGI/WSGI servers. ISO-8859-1 maps every
+    # byte to one code point, so no byte is lost; non-ASCII is rejected later,
+    # only for values that are actually covered (RFC 9421 §2.1, §2.5).
+    if isinstance(value, str):
+        return value
+    return bytes(value).decode("latin-1")
+
+
+def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
+    """Group header field lines by lower-cased name, keeping their order.
+
+    Args:
+        headers: A mapping or an iterable of ``(name, value)`` pairs, ``str`` or ``bytes``.
+            A mapping whose ``items()`` yields repeated names (Starlette, Werkzeug) keeps
+            every line.
+
+    Returns:
+        Lower-case field name to the list of field-line values.
+
+    Raises:
+        VerificationError: ``malformed_header`` if ``headers`` is not a usable shape.
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    fields: dict[str, list[str]] = {}
+    try:
+        for name, value in items:
+            key = _text(name).lower()
+            values = fields.get(key)
+            if values is None:
+                fields[key] = [_text(value)]
+            else:
+                values.append(_text(value))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise VerificationError(
+            Reason.MALFORMED_HEADER, f"headers are not (name, value) pairs: {e}"
+        ) from e
+    return fields
+
+
+def _split_url(url: str) -> tuple[str | None, str | None, str, str | None]:
+    """Split an absolute or origin-form URL without decoding anything.
+
+    ``urllib.parse`` is avoided on purpose: it normalises and may decode, while
+    ``@path`` and ``@query`` must be the raw strings as sent (RFC 9421 §2.2.6-7).
+    """
+    scheme: str | None = None
+    authority: str | None = None
+    rest = url
+    if not url.startswith("/"):
+        sep = url.find("://")
+        if sep <= 0:
+            raise VerificationError(
+                Reason.MALFORMED_HEADER, f"url is neither absolute nor origin-form: {url[:80]!r}"
+            )
+        scheme = url[:sep].lower()
+        after = url[sep + 3 :]
+        end = len(after)
+        for ch in "/?#":
+            i = after.find(ch)
+            if i != -1 and i < end:
+                end = i
+        authority = after[:end]
+        rest = after[end:]
+        if "@" in authority:
+            # userinfo is never part of @authority (RFC 9110 §4.2.4 forbids it in http(s) URIs)
+            authority = authority.rsplit("@", 1)[1]
+        authority = _normalise_authority(scheme, authority)
+    hash_at = rest.find("#")
+    if hash_at != -1:
+        rest = rest[:hash_at]
+    q = rest.find("?")
+    if q == -1:
+        path, query = rest, None
+    else:
+        path, query = rest[:q], rest[q + 1 :]
+    return scheme, authority, path or "/", query
+
+
+def _normalise_authority(scheme: str | None, authority: str) -> str:
+    # RFC 9421 §2.2.3: @authority is normalised per RFC 9110 §4.2.3: host lower-cased,
+    # default port omitted.
+    authority = authority.lower()
+    if scheme in _DEFAULT_PORTS and authority.endswith(":" + _DEFAULT_PORTS[scheme]):
+        authority = authority[: -len(_DEFAULT_PORTS[scheme]) - 1]
+    return authority
+
+
+def request_message(method: str, url: str, fields: dict[str, list[str]]) -> Message:
+    """Build the :class:`Message` for a request.
+
+    Args:
+        method: The method as received (not upper-cased: RFC 9421 §2.2.1).
+        url: Absolute URL (``https://host/path?query``) or origin form (``/path?query``),
+            exactly as Upvest sent it. With origin form, ``@authority`` comes from the
+            ``Host`` field (the target URI is reconstructed per RFC 9112 §3.3) and
+            ``@scheme``/``@target-uri`` are unavailable.
+        fields: Output of :func:`normalise_fields`.
+
+    Returns:
+        The message.
+
+    Raises:
+        VerificationError: ``malformed_header`` for an unusable URL or method.
+    """
+    if not isinstance(method, str) or not method:
+        raise VerificationError(Reason.MALFORMED_HEADER, "method must be a non-empty str")
+    if not isinstance(url, str):
+        raise VerificationError(Reason.MALFORMED_HEADER, "url must be a str")
+    scheme, authority, path, query = _split_url(url)
+    if authority is None:
+        hosts = fields.get("host")
+        if hosts is not None and len(hosts) == 1:
+            authority = _normalise_authority(scheme, hosts[0].strip())
+    return Message(
+        method=method,
+        scheme=scheme,
+        authority=authority,
+        path=path,
+        query=query,
+        status=None,
+        fields=fields,
+    )

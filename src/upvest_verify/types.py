@@ -1,0 +1,67 @@
+"""Protocols for the injection points of the verifier.
+
+A :class:`~upvest_verify.Verifier` takes either a fixed
+:class:`~upvest_verify.KeySet` or a *key provider* such as
+:class:`~upvest_verify.jwks.JWKSCache`. A provider hands out immutable key-set
+snapshots; the pure core verifies against one snapshot at a time and asks the
+provider for a rate-limited refresh only when a ``keyid`` is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._keyset import KeySet
+
+__all__ = ["AsyncKeyProvider", "Clock", "KeyProvider"]
+
+Clock = Callable[[], float]
+"""A wall clock in Unix seconds, like :func:`time.time`."""
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Protocol: a source of key-set snapshots for synchronous verification."""
+
+    def current(self) -> KeySet:
+        """Return the current key set.
+
+        May fetch when nothing is cached or the cache expired.
+
+        Raises:
+            KeySetUnavailable: No usable key set can be had.
+        """
+        ...
+
+    def refresh_for(self, kid: str) -> KeySet | None:
+        """Refresh because ``kid`` is not in the current key set.
+
+        Implementations rate-limit this: at most one refresh per cooldown.
+
+        Returns:
+            The new snapshot, or ``None`` when no refresh was allowed or it failed.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncKeyProvider(Protocol):
+    """Protocol: a source of key-set snapshots for asynchronous verification."""
+
+    async def acurrent(self) -> KeySet:
+        """Return the current key set without blocking the event loop.
+
+        Raises:
+            KeySetUnavailable: No usable key set can be had.
+        """
+        ...
+
+    async def arefresh_for(self, kid: str) -> KeySet | None:
+        """Refresh because ``kid`` is unknown; rate-limited like :meth:`KeyProvider.refresh_for`.
+
+        Returns:
+            The new snapshot, or ``None`` when no refresh was allowed or it failed.
+        """
+        ...

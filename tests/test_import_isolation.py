@@ -1,0 +1,21 @@
+"""``import upvest_verify`` pulls in no web framework, HTTP client or Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+FORBIDDEN = ("starlette", "fastapi", "flask", "django", "httpx", "redis", "anyio", "click", "rich")
+
+
+def test_core_import_is_framework_free() -> None:
+    """Importing the package and its core modules loads none of the optional dependencies."""
+    code = (
+        "import sys, upvest_verify, upvest_verify.jwks, upvest_verify.testing, "
+        "upvest_verify.adapters;"
+        f"print(sorted(m for m in {FORBIDDEN!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
