@@ -198,8 +198,12 @@ _match_param_key = re.compile(r";[ ]*(" + _KEY + r")").match
 #              "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 _TOKEN = r"[A-Za-z*][0-9A-Za-z!#$%&'*+\-.^_`|~:/]*"  # noqa: S105 - an sf-token, not a secret
 _match_token = re.compile(_TOKEN).match
-_fullmatch_token = re.compile(_TOKEN).fullmatch
-_fullmatch_key = re.compile(_KEY).fullmatch
+# For the serializer: validating with str.strip() over the allowed set is a
+# single C call and cheaper than a regex fullmatch on these short strings.
+_KEY_START_CHARS = "abcdefghijklmnopqrstuvwxyz*"
+_KEY_CHARS = _KEY_START_CHARS + "0123456789_-."
+_TCHAR_START = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*"
+_TCHARS = _TCHAR_START + "0123456789!#$%&'+-.^_`|~:/"
 
 # RFC 8941 §3.3.3
 #   sf-string = DQUOTE *chr DQUOTE
@@ -210,14 +214,13 @@ _UNESCAPED = r"\x20\x21\x23-\x5b\x5d-\x7e"
 _match_plain_string = re.compile(r'"([' + _UNESCAPED + r']*)"').match
 _match_string = re.compile(r'"((?:[' + _UNESCAPED + r']|\\["\\])*)"').match
 _sub_unescape = re.compile(r'\\(["\\])').sub
-_fullmatch_vchar_sp = re.compile(r"[\x20-\x7e]*").fullmatch
 
 # RFC 8941 §3.3.1, §3.3.2
 #   sf-integer = ["-"] 1*15DIGIT
 #   sf-decimal = ["-"] 1*12DIGIT "." 1*3DIGIT
 # The fast pattern takes a plain integer in one step; anything else (decimals
 # and every malformed number) goes through the step-by-step checks.
-_match_integer = re.compile(r"-?[0-9]{1,16}(?![0-9.])").match
+_match_integer = re.compile(r"-?[0-9]{1,15}(?![0-9.])").match
 _match_number = re.compile(r"-?([0-9]*)(?:\.([0-9]*))?").match
 
 # RFC 8941 §3.3.5
@@ -348,6 +351,9 @@ def _parse_escaped_string(s: str, pos: int) -> tuple[str, int]:
         if c == "\\":
             if i + 1 >= n:
                 _fail("string ends with a backslash", i)
+            if s[i + 1] in '"\\':
+                i += 2
+                continue
             _fail(f'invalid escape {s[i : i + 2]!r} in a string (only \\\\ and \\")', i)
         if not " " <= c <= "~":
             _fail(f"character {c!r} not allowed in a string", i)
@@ -770,17 +776,17 @@ def _serialize_decimal(value: Decimal) -> str:
 
 
 def _serialize_string(value: str) -> str:
-    # RFC 8941 §4.1.6
-    if not _fullmatch_vchar_sp(value):
+    # RFC 8941 §4.1.6. For ASCII, isprintable() is exactly %x20-7E.
+    if not (value.isascii() and value.isprintable()):
         raise SFError("string contains a character outside %x20-7E")
     if "\\" in value or '"' in value:
         value = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{value}"'
+    return '"' + value + '"'
 
 
 def _serialize_token(value: str) -> str:
-    # RFC 8941 §4.1.7
-    if not _fullmatch_token(value):
+    # RFC 8941 §4.1.7: sf-token = ( ALPHA / "*" ) *( tchar / ":" / "/" )
+    if not value or value[0] not in _TCHAR_START or value.strip(_TCHARS):
         raise SFError(f"{value!r} is not a valid token")
     return value
 
@@ -860,7 +866,8 @@ def _serialize_key(key: str) -> str:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         key = str.__str__(key)
-    if not _fullmatch_key(key):
+    # key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )
+    if not key or key[0] not in _KEY_START_CHARS or key.strip(_KEY_CHARS):
         raise SFError(f"{key!r} is not a valid key")
     return key
 
@@ -885,6 +892,10 @@ def serialize_params(params: ParamsIn) -> str:
     for key, value in params.items():
         if value is True:
             out.append(";" + _serialize_key(key))
+        elif type(value) is str:
+            out.append(";" + _serialize_key(key) + "=" + _serialize_string(value))
+        elif type(value) is int and -_MAX_INT <= value <= _MAX_INT:
+            out.append(";" + _serialize_key(key) + "=" + str(value))
         else:
             out.append(";" + _serialize_key(key) + "=" + serialize_bare_item(value))
     return "".join(out)
@@ -923,8 +934,13 @@ def serialize_inner_list(items: Sequence[ItemIn], params: ParamsIn | None = None
         SFError: If any part cannot be serialised.
         TypeError: If a value has an unsupported type.
     """
-    inner = " ".join([serialize_item(item) for item in items])
-    return f"({inner}){serialize_params(params) if params else ''}"
+    out = []
+    for value, item_params in items:
+        # Inline the common case (a plain string without parameters).
+        text = _serialize_string(value) if type(value) is str else serialize_bare_item(value)
+        out.append(text + serialize_params(item_params) if item_params else text)
+    inner = " ".join(out)
+    return "(" + inner + ")" + serialize_params(params) if params else "(" + inner + ")"
 
 
 def _serialize_member(member: MemberIn) -> str:

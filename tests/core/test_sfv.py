@@ -421,6 +421,7 @@ def test_byte_sequence_rejected(raw: str, message: str) -> None:
         ('a="abc', "no closing"),
         ('a="ab\\c"', "invalid escape"),
         ('a="ab\\', "backslash"),
+        ('a="ok\\"\x01"', "not allowed"),
         ("a=?2", "boolean"),
         ("a=1.", "ends with '.'"),
         ("a=1.2345", "3 fractional"),

@@ -134,14 +134,18 @@ def _drop(text: str, index: int) -> str:
 
 
 # Bare items damaged in one place: a stray character inside, one character
-# lost, or one digit too many. Mixed into otherwise valid fields they probe
-# each bare-item parser at its limits.
+# lost, one digit too many. Each type gets an equal share so that every
+# bare-item parser is probed at its limits.
+NASTY = st.sampled_from(' \t\x00\x7f\u00e9\u0661\\"=.0:;,?(')
+_index = st.integers(0, 40)
 damaged_bare_items = st.one_of(
-    st.builds(_insert, bare_items, st.sampled_from(MUTATION_ALPHABET), st.integers(0, 40)),
-    st.builds(_drop, bare_items, st.integers(0, 40)),
-    st.builds(_insert, integers | decimals | dates, st.sampled_from(DIGITS), st.integers(0, 20)),
+    st.builds(_insert, strings, NASTY, _index),
+    st.builds(_insert, integers | decimals | dates, st.sampled_from(DIGITS) | NASTY, _index),
+    st.builds(_insert, byte_sequences, NASTY | st.sampled_from("=-_/+A"), _index),
+    st.builds(_insert, tokens | booleans | display_strings, NASTY, _index),
+    st.builds(_drop, bare_items, _index),
 )
-fuzzy_bare_items = st.one_of(bare_items, bare_items, bare_items, damaged_bare_items)
+fuzzy_bare_items = st.one_of(bare_items, damaged_bare_items)
 
 
 def _params(bare: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -209,7 +213,8 @@ def mutated_fields(draw: st.DrawFn) -> tuple[str, str]:
         # Half the edits land right after a delimiter, i.e. inside or at the
         # edge of a string, byte sequence, number, inner list or parameter.
         anchors = [i + 1 for i, c in enumerate(text) if c in DELIMITERS]
-        if anchors and draw(st.booleans()):
+        near_delimiter = draw(st.booleans())
+        if anchors and near_delimiter:
             position = draw(st.sampled_from(anchors))
         else:
             position = draw(st.integers(0, len(text)))
@@ -350,6 +355,14 @@ def test_mutated_fields_accept_and_reject_like_http_sf(field: tuple[str, str]) -
     """Randomly damaged fields are accepted or rejected exactly as http_sf does."""
     kind, text = field
     assert_same_as_http_sf(kind, text)
+
+
+@PROPERTY_SETTINGS
+@given(damaged_bare_items, st.sampled_from(["", ";a", ";a=1"]))
+def test_damaged_items_accept_and_reject_like_http_sf(value: str, suffix: str) -> None:
+    """Single bare items damaged in one place are accepted or rejected exactly as http_sf does."""
+    assert_same_as_http_sf("item", value + suffix)
+    assert_same_as_http_sf("list", value + suffix)
 
 
 @PROPERTY_SETTINGS
