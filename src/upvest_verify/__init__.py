@@ -29,6 +29,7 @@ from .errors import (
     RequestTooLarge,
     VerificationError,
 )
+from .jwks import JWKSCache, StaticKeySource, URLKeySource
 from .types import AsyncKeyProvider, KeyProvider
 from .verifier import Verifier, verify
 
@@ -40,6 +41,7 @@ __all__ = [
     "Dialect",
     "Event",
     "InvalidSignature",
+    "JWKSCache",
     "JWKSError",
     "KeyNotFound",
     "KeyProvider",
@@ -49,6 +51,8 @@ __all__ = [
     "Policy",
     "Reason",
     "RequestTooLarge",
+    "StaticKeySource",
+    "URLKeySource",
     "VerificationError",
     "VerifiedWebhook",
     "Verifier",
