@@ -1,0 +1,156 @@
+"""Generate tests/vectors/p521_generated.json: reproducible P-521 webhook vectors.
+
+No public P-521 HTTP-signature vector exists (upvest-protocol.md §8.3), so the
+project makes its own with a fixed test key and deterministic ECDSA (RFC 6979):
+running this script again produces byte-identical output, which
+``tests/core/test_p521_vectors.py`` checks.
+
+Run: ``python tests/vectors/make_p521_vectors.py > tests/vectors/p521_generated.json``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from upvest_verify.testing import SignedWebhook, SigningKey, sample_events, sign_webhook
+
+REFERENCE_NOW = 1_700_000_000
+KID = "3f2c9a4e-5b7d-4e1f-9c8a-6d0b2e4f7a19"
+OTHER_KID = "00000000-0000-4000-8000-000000000000"
+URL = "https://receiver.example/webhooks/upvest"
+# A fixed scalar, so the public key and every signature are reproducible.
+_SCALAR = int.from_bytes(hashlib.sha512(b"upvest-verify P-521 test key").digest(), "big") >> 3
+
+
+def vector_key() -> SigningKey:
+    """The fixed P-521 test key (never use it for anything but tests)."""
+    private = ec.derive_private_key(_SCALAR, ec.SECP521R1())
+    return SigningKey(kid=KID, key_type="P-521", private_key=private)
+
+
+def _body(n: int) -> bytes:
+    import datetime as dt
+
+    start = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc)
+    events = sample_events(n, start=start)
+    for i, event in enumerate(events["payload"]):  # fixed ids for reproducibility
+        event["id"] = f"8962b496-0000-4000-8000-{i:012d}"
+        event["object"]["id"] = f"0c0ffee0-0000-4000-8000-{i:012d}"
+    return json.dumps(events, separators=(",", ":")).encode()
+
+
+def _sign(**kwargs: Any) -> SignedWebhook:
+    kwargs.setdefault("url", URL)
+    return sign_webhook(
+        kwargs.pop("body", _body(1)),
+        key=vector_key(),
+        created=REFERENCE_NOW,
+        nonce="o085M4cMgpbicuOL",
+        deterministic=True,
+        **kwargs,
+    )
+
+
+def _case(name: str, s: SignedWebhook, verdict: str, **overrides: Any) -> dict[str, Any]:
+    headers = [list(h) for h in s.headers]
+    body = s.body
+    if "replace_header" in overrides:
+        target, value = overrides.pop("replace_header")
+        headers = [
+            [k, value if k == target else v] for k, v in headers if value is not None or k != target
+        ]
+    if "body" in overrides:
+        body = overrides.pop("body")
+    case = {
+        "name": name,
+        "method": s.method,
+        "url": s.url,
+        "headers": headers,
+        "body": body.decode(),
+        "expected_base": s.base.decode(),
+        "verdict": verdict,
+    }
+    case.update(overrides)
+    return case
+
+
+def build() -> dict[str, Any]:
+    """Build the whole vector document."""
+    a = _sign(dialect="rfc9421", encoding="der")
+    c = _sign(dialect="upvest-v6", encoding="der")
+    si_c = c.header("signature-input") or ""
+    cases = [
+        _case("a-rfc9421-der-content-digest", a, "accept", dialect="rfc9421/der/content-digest"),
+        _case(
+            "b-rfc9421-raw",
+            _sign(dialect="rfc9421", encoding="raw"),
+            "accept",
+            dialect="rfc9421/raw/content-digest",
+        ),
+        _case("c-upvest-v6-der-digest", c, "accept", dialect="upvest-v6/der/digest"),
+        _case(
+            "d-upvest-v6-query-several-events",
+            _sign(dialect="upvest-v6", url=URL + "?tenant=7&b=2&a=1", body=_body(4)),
+            "accept",
+            dialect="upvest-v6/der/digest",
+        ),
+        _case("neg-body-changed", c, "digest_mismatch", body=c.body.replace(b"100.25", b"900.25")),
+        _case(
+            "neg-digest-header-changed",
+            c,
+            "digest_mismatch",
+            replace_header=("digest", "SHA-256=" + "A" * 43 + "="),
+        ),
+        _case(
+            "neg-covered-header-missing",
+            c,
+            "component_unavailable",
+            replace_header=("content-type", None),
+        ),
+        _case("neg-expires-past", c, "expired", now=REFERENCE_NOW + 60 + 60 + 1),
+        _case("neg-created-future", c, "created_in_future", now=REFERENCE_NOW - 61),
+        _case(
+            "neg-unknown-kid",
+            c,
+            "unknown_key",
+            replace_header=("signature-input", si_c.replace(KID, OTHER_KID)),
+        ),
+        _case(
+            "neg-contradicting-alg",
+            _sign(dialect="upvest-v6", alg="ecdsa-p256-sha256"),
+            "unsupported_algorithm",
+        ),
+        _case(
+            "neg-duplicate-component",
+            c,
+            "malformed_header",
+            replace_header=("signature-input", si_c.replace('"@path"', '"@path" "@path"')),
+        ),
+        _case(
+            "neg-label-mismatch",
+            c,
+            "label_mismatch",
+            replace_header=("signature-input", si_c.replace("sig1=", "sig2=", 1)),
+        ),
+    ]
+    return {
+        "source": "generated by tests/vectors/make_p521_vectors.py (RFC 6979 deterministic ECDSA)",
+        "reference_now": REFERENCE_NOW,
+        "key": vector_key().public_jwk,
+        "cases": cases,
+    }
+
+
+def main() -> None:
+    """Print the vector document."""
+    json.dump(build(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
