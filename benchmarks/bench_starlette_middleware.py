@@ -1,0 +1,291 @@
+"""Throughput and event-loop lag of the Starlette middleware on uvicorn (threat-model.md H3).
+
+Starts uvicorn in a child process (one per mode) on 127.0.0.1 with an ephemeral
+port, drives it from this process over loopback, and prints requests/s plus the
+server's event-loop lag and a health endpoint's latency measured while the
+webhooks are verified. The load comes from threads sending prepared requests
+over keep-alive sockets, so the client costs little CPU next to the server::
+
+    python benchmarks/bench_starlette_middleware.py --requests 3000 --concurrency 16
+
+Modes: ``offload`` (verify in worker threads, one per core: the default),
+``offload-40`` (anyio's shared 40-thread limiter), ``inline`` (verify on the
+event loop), ``bare`` (no middleware: the cost of the server and client alone).
+Not part of the test suite; numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+MODES = ("offload", "offload-40", "inline", "bare")
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def build_app(mode: str) -> Any:
+    """The receiver: a webhook endpoint, a health endpoint and a loop-lag monitor."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from upvest_verify import KeySet, Verifier
+    from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+
+    lags: list[float] = []
+    tick = 0.005
+
+    async def monitor() -> None:
+        # How late does a 5 ms sleep wake up? That delay is what every other
+        # request on this event loop waits, too.
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(tick)
+            lags.append(loop.time() - start - tick)
+
+    async def webhook(request: Request) -> Response:
+        body = await request.body()
+        return PlainTextResponse(str(len(body)))
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def lag(request: Request) -> Response:
+        values = sorted(lags)
+        lags.clear()
+        if not values:
+            return JSONResponse({})
+        return JSONResponse(
+            {
+                "samples": len(values),
+                "p50_ms": 1000 * values[len(values) // 2],
+                "p99_ms": 1000 * values[int(len(values) * 0.99)],
+                "max_ms": 1000 * values[-1],
+            }
+        )
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        task = asyncio.create_task(monitor())
+        yield
+        task.cancel()
+
+    middleware = []
+    if mode != "bare":
+        verifier = Verifier(KeySet.from_jwks(os.environ["BENCH_JWKS"]))
+        options: dict[str, Any] = {"offload": mode != "inline"}
+        if mode == "offload-40":
+            options["max_threads"] = None  # anyio's shared limiter: 40 threads
+        middleware.append(Middleware(UpvestWebhookMiddleware, verifier=verifier, **options))
+    return Starlette(
+        routes=[
+            Route("/webhooks/upvest", webhook, methods=["POST"]),
+            Route("/health", health),
+            Route("/lag", lag),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+
+
+def serve(mode: str) -> None:
+    """Run uvicorn on an ephemeral port and print the port on stdout."""
+    import uvicorn
+
+    # proto=IPPROTO_TCP so that asyncio enables TCP_NODELAY on accepted connections.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(build_app(mode), log_level="warning", access_log=False, ws="none")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class _Connection:
+    """A keep-alive HTTP/1.1 connection sending prepared requests (cheap on the client)."""
+
+    def __init__(self, port: int) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
+
+    def exchange(self, request: bytes) -> int:
+        """Send one request; read the whole response; return its status."""
+        self._sock.sendall(request)
+        while b"\r\n\r\n" not in self._buffer:
+            self._buffer += self._recv()
+        head, _, rest = self._buffer.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            rest += self._recv()
+        self._buffer = rest[length:]
+        return int(head.split(b" ", 2)[1])
+
+    def _recv(self) -> bytes:
+        data: bytes = self._sock.recv(65536)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _wire(signed: Any) -> bytes:
+    lines = [f"POST {signed.path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in signed.headers if k != "host"]
+    body: bytes = signed.body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def drive(port: int, signed: list[Any], requests: int, concurrency: int) -> dict[str, Any]:
+    """Send ``requests`` webhooks over ``concurrency`` connections; probe /health meanwhile."""
+    import threading
+
+    wires = [_wire(s) for s in signed]
+    health = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    failures = 0
+    done = threading.Event()
+    probes: list[float] = []
+
+    def worker() -> None:
+        nonlocal failures
+        connection = _Connection(port)
+        try:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                if connection.exchange(wires[i % len(wires)]) != 200:
+                    with lock:
+                        failures += 1
+        finally:
+            connection.close()
+
+    def probe() -> None:
+        connection = _Connection(port)
+        try:
+            while not done.is_set():
+                start = time.perf_counter()
+                connection.exchange(health)
+                probes.append(time.perf_counter() - start)
+                time.sleep(0.002)
+        finally:
+            connection.close()
+
+    lag_connection = _Connection(port)
+    lag_connection.exchange(b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # reset
+    prober = threading.Thread(target=probe)
+    prober.start()
+    workers = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    elapsed = time.perf_counter() - start
+    done.set()
+    prober.join()
+    lag_connection.close()
+    import httpx
+
+    lag = httpx.get(f"http://127.0.0.1:{port}/lag").json()
+    probes.sort()
+    return {
+        "requests_per_s": requests / elapsed,
+        "failures": failures,
+        "health_p50_ms": 1000 * probes[len(probes) // 2] if probes else None,
+        "health_p99_ms": 1000 * probes[int(len(probes) * 0.99)] if probes else None,
+        "health_max_ms": 1000 * probes[-1] if probes else None,
+        "loop_lag": lag,
+    }
+
+
+def run_mode(mode: str, signed: list[Any], jwks: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a server for ``mode``, load it, stop it."""
+    env = {**os.environ, "BENCH_JWKS": jwks}
+    process = subprocess.Popen(  # noqa: S603 - runs this very script
+        [sys.executable, __file__, "--serve", mode], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        _wait_ready(f"http://127.0.0.1:{port}")
+        results = [drive(port, signed, args.requests, args.concurrency) for _ in range(args.rounds)]
+        best = max(results, key=lambda r: r["requests_per_s"])
+        best["requests_per_s_all"] = [round(r["requests_per_s"]) for r in results]
+        best["requests_per_s_median"] = statistics.median(r["requests_per_s"] for r in results)
+        return best
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _wait_ready(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    """Parse arguments; serve (child) or benchmark every mode (parent)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+
+    from upvest_verify.testing import generate_key, make_jwks, sample_events, sign_webhook
+
+    key = generate_key()
+    jwks = json.dumps(make_jwks(key))
+    # @authority is not covered by default, so one set of signatures (reused in turn;
+    # there is no replay cache) serves every server instance whatever its port.
+    signed = [
+        sign_webhook(sample_events(2), key=key, url="http://127.0.0.1/webhooks/upvest", ttl=3600)
+        for _ in range(64)
+    ]
+    print(f"cpus={os.cpu_count()} requests={args.requests} concurrency={args.concurrency}")
+    for mode in args.modes:
+        result = run_mode(mode, signed, jwks, args)
+        print(mode, json.dumps(result, default=lambda v: round(v, 2)))
+
+
+if __name__ == "__main__":
+    main()

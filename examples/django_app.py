@@ -1,0 +1,74 @@
+"""Minimal Upvest webhook receiver as a single-file Django project.
+
+Run (serves on 127.0.0.1; port 0 picks a free one and prints it)::
+
+    UPVEST_JWKS=upvest_jwks.json python examples/django_app.py 8000
+
+In a real project put ``UpvestWebhookMiddleware`` in ``MIDDLEWARE`` and the
+``UPVEST_VERIFY`` dict in ``settings.py`` exactly as below. Events are
+acknowledged with 200 and processed once per event id.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "example-only-change-me"),
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["upvest_verify.adapters.django"],  # system checks
+        MIDDLEWARE=[
+            "upvest_verify.adapters.django.UpvestWebhookMiddleware",  # first: reads the body
+            "django.middleware.csrf.CsrfViewMiddleware",
+        ],
+        UPVEST_VERIFY={
+            "JWKS": os.environ.get("UPVEST_JWKS", ""),  # or "JWKS_URL": "https://..."
+            "PATHS": ["/webhooks/upvest"],
+        },
+    )
+
+import django  # type: ignore[import-untyped,unused-ignore]
+from django.http import HttpRequest, JsonResponse  # type: ignore[import-untyped,unused-ignore]
+from django.urls import path  # type: ignore[import-untyped,unused-ignore]
+
+_seen: set[str] = set()
+_lock = threading.Lock()
+
+
+def upvest_webhook(request: HttpRequest) -> JsonResponse:
+    """Acknowledge a verified delivery; handle each event once (Upvest retries)."""
+    webhook = request.upvest_webhook  # set by UpvestWebhookMiddleware
+    with _lock:
+        new = [event for event in webhook.events if event.id not in _seen]
+        _seen.update(event.id for event in new)
+    return JsonResponse({"received": len(webhook.events), "new": len(new)})
+
+
+urlpatterns = [path("webhooks/upvest", upvest_webhook)]
+
+
+def main() -> None:
+    """Serve on 127.0.0.1 with the stdlib WSGI server (for trying it out)."""
+    from wsgiref.simple_server import make_server
+
+    from django.core.management import call_command  # type: ignore[import-untyped,unused-ignore]
+    from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped,unused-ignore]
+
+    django.setup()
+    call_command("check")  # fails loudly on bad UPVEST_VERIFY settings
+    application = get_wsgi_application()
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    with make_server("127.0.0.1", port, application) as server:
+        print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""The framework-free adapter helpers: URL rebuilding, proxies, paths, problems, settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from upvest_verify import ConfigurationError, Policy, Reason, VerificationError, Verifier
+from upvest_verify.adapters._common import (
+    PathMatcher,
+    Rejection,
+    URLRebuilder,
+    declared_length,
+    load_settings,
+    rejection_for,
+    settings_problems,
+    wsgi_header_pairs,
+)
+from upvest_verify.jwks import JWKSCache
+from upvest_verify.testing import generate_key, make_jwks, make_key_set
+
+KEY = generate_key()
+
+
+def asgi(**overrides: Any) -> dict[str, Any]:
+    """A minimal ASGI HTTP scope."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "scheme": "http",
+        "method": "POST",
+        "path": "/webhooks/upvest",
+        "raw_path": b"/webhooks/upvest",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"app.internal:8000")],
+        "client": ("10.1.2.3", 50000),
+        "server": ("10.0.0.9", 8000),
+    }
+    scope.update(overrides)
+    return scope
+
+
+def wsgi(**overrides: Any) -> dict[str, Any]:
+    """A minimal WSGI environ."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/webhooks/upvest",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "10.0.0.9",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "app.internal:8000",
+        "REMOTE_ADDR": "10.1.2.3",
+        "wsgi.url_scheme": "http",
+    }
+    environ.update(overrides)
+    return environ
+
+
+PLAIN = URLRebuilder.create()
+
+
+@pytest.mark.parametrize(
+    ("scope", "url"),
+    [
+        (asgi(), "http://app.internal:8000/webhooks/upvest"),
+        (asgi(query_string=b"a=%20b"), "http://app.internal:8000/webhooks/upvest?a=%20b"),
+        (
+            asgi(raw_path=b"/webhooks/%75pvest", path="/webhooks/upvest"),
+            "http://app.internal:8000/webhooks/%75pvest",
+        ),
+        (
+            asgi(root_path="/api", raw_path=b"/webhooks/upvest"),
+            "http://app.internal:8000/api/webhooks/upvest",
+        ),
+        (
+            asgi(root_path="/api", raw_path=b"/api/webhooks/upvest"),
+            "http://app.internal:8000/api/webhooks/upvest",
+        ),
+        (asgi(raw_path=None, path="/a b/ü"), "http://app.internal:8000/a%20b/%C3%BC"),
+        (asgi(headers=[]), "http://10.0.0.9:8000/webhooks/upvest"),
+        (asgi(headers=[], server=("::1", 8000)), "http://[::1]:8000/webhooks/upvest"),
+        (
+            asgi(raw_path=b"http://other.example/webhooks/upvest"),
+            "http://app.internal:8000/webhooks/upvest",
+        ),
+    ],
+)
+def test_asgi_url(scope: dict[str, Any], url: str) -> None:
+    """The ASGI URL uses raw_path under root_path, the raw query and the Host field."""
+    assert PLAIN.from_asgi(scope) == url
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        (wsgi(RAW_URI="/webhooks/%75pvest?x=1"), "http://app.internal:8000/webhooks/%75pvest?x=1"),
+        (wsgi(REQUEST_URI="/webhooks/upvest"), "http://app.internal:8000/webhooks/upvest"),
+        (
+            wsgi(RAW_URI="http://proxy.example/webhooks/upvest?q"),
+            "http://app.internal:8000/webhooks/upvest?q",
+        ),
+        (
+            wsgi(RAW_URI="/webhooks/upvest", SCRIPT_NAME="/mnt"),
+            "http://app.internal:8000/mnt/webhooks/upvest",
+        ),
+        (
+            wsgi(RAW_URI="/mnt/webhooks/upvest", SCRIPT_NAME="/mnt"),
+            "http://app.internal:8000/mnt/webhooks/upvest",
+        ),
+        (
+            wsgi(PATH_INFO="/a b/\xc3\xbc", QUERY_STRING="z=1"),
+            "http://app.internal:8000/a%20b/%C3%BC?z=1",
+        ),
+        (wsgi(HTTP_HOST=""), "http://10.0.0.9:8000/webhooks/upvest"),
+    ],
+)
+def test_wsgi_url(environ: dict[str, Any], url: str) -> None:
+    """The WSGI URL prefers RAW_URI/REQUEST_URI and falls back to re-encoding PATH_INFO."""
+    assert PLAIN.from_wsgi(environ) == url
+
+
+@pytest.mark.parametrize("host", ["evil.example/path?", "a@b", "x y", "h#f", ""])
+def test_unusable_host_is_malformed(host: str) -> None:
+    """A Host field that could move the path or query is refused as malformed_header."""
+    with pytest.raises(VerificationError) as info:
+        PLAIN.from_asgi(asgi(headers=[(b"host", host.encode())]))
+    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+def test_two_host_fields_are_malformed() -> None:
+    """Two Host fields are refused."""
+    with pytest.raises(VerificationError) as info:
+        PLAIN.from_asgi(asgi(headers=[(b"host", b"a"), (b"host", b"b")]))
+    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+def test_public_url_overrides_scheme_authority_and_adds_prefix() -> None:
+    """public_url replaces scheme and authority and prepends its path."""
+    rebuilder = URLRebuilder.create(public_url="HTTPS://Hooks.example.com:443/in/")
+    assert rebuilder.from_asgi(asgi()) == "https://Hooks.example.com:443/in/webhooks/upvest"
+    assert rebuilder.from_wsgi(wsgi()) == "https://Hooks.example.com:443/in/webhooks/upvest"
+
+
+FORWARDED = [
+    (b"host", b"app.internal"),
+    (b"x-forwarded-proto", b"http, https"),
+    (b"x-forwarded-host", b"spoofed.example"),
+    (b"x-forwarded-host", b"hooks.example.com"),
+    (b"x-forwarded-port", b"8443"),
+    (b"x-forwarded-prefix", b"/in/"),
+]
+
+
+def test_x_forwarded_from_trusted_proxy() -> None:
+    """The last member of each X-Forwarded field (the nearest proxy's) is used."""
+    rebuilder = URLRebuilder.create(trusted_proxies="10.0.0.0/8, 192.168.0.1")
+    assert rebuilder.from_asgi(asgi(headers=FORWARDED)) == (
+        "https://hooks.example.com:8443/in/webhooks/upvest"
+    )
+    environ = wsgi(
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_X_FORWARDED_HOST="hooks.example.com",
+        HTTP_X_FORWARDED_PORT="443",
+    )
+    assert rebuilder.from_wsgi(environ) == "https://hooks.example.com/webhooks/upvest"
+
+
+def test_x_forwarded_ignored_from_other_peers() -> None:
+    """Forwarding fields from a peer outside trusted_proxies are ignored."""
+    rebuilder = URLRebuilder.create(trusted_proxies=["192.168.0.0/16"])
+    assert rebuilder.from_asgi(asgi(headers=FORWARDED)) == "http://app.internal/webhooks/upvest"
+    assert rebuilder.from_asgi(asgi(headers=FORWARDED, client=None)).startswith("http://app.")
+    unix = asgi(headers=FORWARDED, client=("unix-socket", 0))
+    assert rebuilder.from_asgi(unix).startswith("http://app.")
+
+
+def test_x_forwarded_proto_must_be_http() -> None:
+    """A forwarded scheme other than http(s) is malformed."""
+    rebuilder = URLRebuilder.create(trusted_proxies=["10.0.0.0/8"])
+    with pytest.raises(VerificationError) as info:
+        rebuilder.from_asgi(asgi(headers=[(b"host", b"a"), (b"x-forwarded-proto", b"gopher")]))
+    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        (
+            'for=1.2.3.4;host=x, For="[::1]";Proto=https;Host="hooks.example.com"',
+            "https://hooks.example.com/webhooks/upvest",
+        ),
+        ('for=1.2.3.4;host="a\\"b"', None),
+        ("proto=https", "https://app.internal/webhooks/upvest"),
+        (";;proto=https;", "https://app.internal/webhooks/upvest"),
+    ],
+)
+def test_rfc7239_forwarded(value: str, url: str | None) -> None:
+    """The last Forwarded element's proto and host are used (quoted strings unescaped)."""
+    rebuilder = URLRebuilder.create(trusted_proxies=["10.0.0.0/8"], proxy_headers="forwarded")
+    scope = asgi(headers=[(b"host", b"app.internal"), (b"forwarded", value.encode())])
+    if url is None:
+        with pytest.raises(VerificationError):
+            rebuilder.from_asgi(scope)
+    else:
+        assert rebuilder.from_asgi(scope) == url
+
+
+@pytest.mark.parametrize("value", ["for", 'host="unterminated'])
+def test_unparseable_forwarded_is_malformed(value: str) -> None:
+    """A Forwarded field that does not parse is malformed_header."""
+    rebuilder = URLRebuilder.create(trusted_proxies=["10.0.0.0/8"], proxy_headers="forwarded")
+    with pytest.raises(VerificationError) as info:
+        rebuilder.from_asgi(asgi(headers=[(b"host", b"a"), (b"forwarded", value.encode())]))
+    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"public_url": "https://a/x", "path_prefix": "/y"},
+        {"public_url": "https://a/x?q"},
+        {"public_url": "https://a b"},
+        {"path_prefix": "/a b"},
+        {"path_prefix": 3},
+    ],
+)
+def test_bad_url_options(options: dict[str, Any]) -> None:
+    """Contradictory or malformed proxy options are configuration errors."""
+    with pytest.raises(ConfigurationError):
+        URLRebuilder.create(**options)
+
+
+def test_path_matcher() -> None:
+    """Exact paths match with or without trailing slash; '/*' matches below a prefix."""
+    match = PathMatcher.create(["/webhooks/upvest/", "/tenants/*"])
+    assert match("/webhooks/upvest")
+    assert match("/webhooks/upvest/")
+    assert not match("/webhooks/upvest2")
+    assert match("/tenants/a/b")
+    assert not match("/tenants")
+    assert PathMatcher.create("/x")("/x")
+
+
+def test_declared_length() -> None:
+    """Content-Length parses plain decimals only."""
+    assert declared_length(b" 12 ") == 12
+    assert declared_length(None) is None
+    assert declared_length("1,2") is None
+    assert declared_length("-1") is None
+
+
+def test_wsgi_header_pairs() -> None:
+    """WSGI HTTP_* keys and the two content keys become lower-case field names."""
+    environ = {"HTTP_X_A_B": "1", "CONTENT_TYPE": "a/b", "CONTENT_LENGTH": "", "wsgi.x": object()}
+    assert wsgi_header_pairs(environ) == [("x-a-b", "1"), ("content-type", "a/b")]
+
+
+def test_rejections() -> None:
+    """Exceptions map to status and code; the body is a problem document without internals."""
+    rejection = rejection_for(VerificationError(Reason.EXPIRED, "secret detail"))
+    assert rejection == Rejection(401, "expired")
+    assert json.loads(rejection.body()) == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "expired",
+    }
+    assert rejection_for(ConfigurationError("x")) == Rejection(500, "configuration_error")
+    assert rejection_for(KeyError("x")) == Rejection(500, "internal_error")
+    assert ("allow", "POST") in Rejection(405, "method_not_allowed").headers()
+    assert Rejection(599, "x").title == "Error"
+
+
+def test_settings_build_a_verifier_with_policy() -> None:
+    """Settings strings are coerced to policy types and reach the verifier."""
+    settings = load_settings(
+        {
+            "JWKS": json.dumps(make_jwks(KEY)),
+            "SKEW": "5",
+            "MAX_AGE": "1.5",
+            "MAX_WINDOW": "none",
+            "REQUIRE_NONCE": "yes",
+            "LABELS": "sig1, sig2",
+            "REQUIRED_COMPONENTS": ["@method", "@path", "@authority"],
+            "PATHS": "/in",
+        }
+    )
+    policy = settings.verifier.policy
+    assert (policy.skew, policy.max_age, policy.max_window) == (5, 1.5, None)
+    assert policy.require_nonce is True
+    assert policy.labels == ("sig1", "sig2")
+    assert policy.required_components == ("@method", "@path", "@authority")
+    assert settings.paths("/in")
+    assert settings.max_body_size == policy.max_body_size
+
+
+def test_settings_with_policy_object_and_keys() -> None:
+    """POLICY and KEYS (a provider) are accepted as objects."""
+    policy = Policy(skew=1)
+    settings = load_settings({"KEYS": make_key_set(KEY), "POLICY": policy})
+    assert settings.verifier.policy is policy
+
+
+def test_jwks_url_builds_a_cache() -> None:
+    """JWKS_URL builds a JWKSCache-backed verifier without fetching at start-up."""
+    settings = load_settings({"JWKS_URL": "https://jwks.example/keys.json"})
+    assert isinstance(settings.verifier.keys, JWKSCache)
+
+
+@pytest.mark.parametrize(
+    ("values", "code"),
+    [
+        ({"KEYS": "json:loads"}, "E004"),
+        ({"KEYS": 3}, "E004"),
+        ({"JWKS": 3}, "E004"),
+        ({"JWKS_URL": 3}, "E004"),
+        ({"JWKS_URL": "ftp://x"}, "E004"),
+        ({"VERIFIER": "nodots"}, "E004"),
+        ({"POLICY": "strict", "JWKS": "{}"}, "E005"),
+        ({"POLICY": Policy(), "SKEW": 1, "JWKS": "{}"}, "E005"),
+        ({"SKEW": "soon", "JWKS": "{}"}, "E005"),
+    ],
+)
+def test_settings_problems(values: dict[str, Any], code: str) -> None:
+    """Each unusable setting is reported with its code, without raising."""
+    assert code in [c for c, _ in settings_problems(values)]
+    with pytest.raises(ConfigurationError, match=code):
+        load_settings(values)
+
+
+def test_verifier_given_in_code() -> None:
+    """With a verifier from code, only adapter options may be configured."""
+    verifier = Verifier(make_key_set(KEY))
+    assert load_settings({"PATHS": ["/x"]}, verifier=verifier).verifier is verifier
+    assert [c for c, _ in settings_problems({"SKEW": 3}, verifier=verifier)] == ["E003"]
