@@ -1,0 +1,166 @@
+"""pytest-benchmark micro-benchmarks of the verify path and its floor.
+
+Run from the repository root (``benchmarks/`` is outside ``testpaths``)::
+
+    pytest benchmarks/ -p no:cacheprovider --benchmark-only
+
+Groups: ``parse`` (Signature-Input parsing, base building), ``keys`` (warm lookup,
+cold JWKS load), ``verify-10k`` (the full verify of a 10 KiB RFC 9421 webhook next
+to its floor and the peer library) and ``verify-v6-10k`` (the Upvest v6 dialect).
+Every benchmark asserts on its result, so a broken path fails instead of timing an
+exception. ``bench_verify.py`` is the interleaved side-by-side comparison.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_verify import URL, Case, build_case, floor_fn, peer_verifier
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from upvest_verify import KeySet, VerifiedWebhook, Verifier, _sfv, verify
+from upvest_verify._message import normalise_fields, request_message
+from upvest_verify._verify import parse_signature_input, signature_base
+from upvest_verify.testing import SigningKey, generate_key, make_jwks
+
+Benchmark = Callable[..., Any]  # pytest-benchmark's fixture: benchmark(fn, *args) -> fn's result
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    """A P-521 signing key for the module."""
+    return generate_key("P-521")
+
+
+@pytest.fixture(scope="module")
+def case(key: SigningKey) -> Case:
+    """The 10 KiB webhook of bench_verify.py, signed in every variant."""
+    return build_case(10 * 1024, key)
+
+
+def _public(key: SigningKey) -> ec.EllipticCurvePublicKey:
+    public = key.private_key.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    return public
+
+
+def _field(case: Case, name: str) -> str:
+    return next(v for k, v in case.rfc_headers if k == name)
+
+
+# --- parsing and base building ----------------------------------------------
+
+
+@pytest.mark.benchmark(group="parse")
+def test_parse_signature_input(benchmark: Benchmark, case: Case) -> None:
+    """Parsing the Signature-Input dictionary yields the sig1 inner list of six components."""
+    value = _field(case, "signature-input")
+    result = benchmark(_sfv.parse_dictionary, value, allow_duplicates=False)
+    assert len(result["sig1"][0]) == 6
+
+
+@pytest.mark.benchmark(group="parse")
+def test_signature_base(benchmark: Benchmark, case: Case) -> None:
+    """Building the base from a parsed signature input reproduces the signed base."""
+    message = request_message("POST", URL, normalise_fields(case.rfc_headers))
+    sig = parse_signature_input(message, "sig1")
+    assert benchmark(signature_base, message, sig, "rfc9421") == case.rfc_base
+
+
+@pytest.mark.benchmark(group="parse")
+def test_parse_and_build_base(benchmark: Benchmark, case: Case) -> None:
+    """Headers to base (normalise, parse both signature headers, validate, build) is exact."""
+
+    def run() -> bytes:
+        message = request_message("POST", URL, normalise_fields(case.rfc_headers))
+        return signature_base(message, parse_signature_input(message, "sig1"), "rfc9421")
+
+    assert benchmark(run) == case.rfc_base
+
+
+# --- keys ---------------------------------------------------------------------
+
+
+@pytest.mark.benchmark(group="keys")
+def test_key_lookup_warm(benchmark: Benchmark, case: Case, key: SigningKey) -> None:
+    """A warm KeySet.lookup returns the key for a known kid."""
+    assert benchmark(case.keys.lookup, key.kid).kid == key.kid
+
+
+@pytest.mark.benchmark(group="keys")
+def test_keyset_from_jwks_cold(benchmark: Benchmark, key: SigningKey) -> None:
+    """Loading a two-key JWKS document (JSON bytes, as fetched) yields both keys."""
+    import json
+
+    other = generate_key("P-521")
+    document = json.dumps(make_jwks(key, other)).encode()
+    keys = benchmark(KeySet.from_jwks, document)
+    assert sorted(keys) == sorted([key.kid, other.kid])
+
+
+# --- full verify, 10 KiB --------------------------------------------------------
+
+
+@pytest.mark.benchmark(group="verify-10k")
+def test_floor_10k(benchmark: Benchmark, case: Case, key: SigningKey) -> None:
+    """The floor (SHA-512 of the body plus one P-521 verify) accepts the signed base."""
+    floor = floor_fn(case.body, case.rfc_base, case.rfc_der, _public(key), "sha512")
+    benchmark(floor)  # raises cryptography's InvalidSignature if the inputs were wrong
+    assert case.rfc_der[:1] == b"\x30"
+
+
+@pytest.mark.benchmark(group="verify-10k")
+def test_verifier_10k(benchmark: Benchmark, case: Case, key: SigningKey) -> None:
+    """A warm Verifier verifies the 10 KiB RFC 9421 webhook."""
+    verifier = Verifier(case.keys)
+    result = benchmark(verifier.verify, "POST", URL, case.rfc_headers, case.body)
+    assert isinstance(result, VerifiedWebhook)
+    assert (result.key_id, str(result.dialect)) == (key.kid, "rfc9421/der/content-digest")
+
+
+@pytest.mark.benchmark(group="verify-10k")
+def test_verify_function_10k(benchmark: Benchmark, case: Case) -> None:
+    """Plain verify() verifies the 10 KiB RFC 9421 webhook."""
+    result = benchmark(verify, "POST", URL, case.rfc_headers, case.body, keys=case.keys)
+    assert str(result.dialect) == "rfc9421/der/content-digest"
+
+
+@pytest.mark.benchmark(group="verify-10k")
+def test_peer_10k(benchmark: Benchmark, case: Case, key: SigningKey) -> None:
+    """http-message-signatures verifies the same webhook, Content-Digest included."""
+    pytest.importorskip("http_message_signatures")
+    peer = peer_verifier(key.kid, _public(key))
+    results = benchmark(
+        peer.verify, case.peer_request, body=case.body, require_components=("@method", "@path")
+    )
+    assert len(results) == 1
+    assert results[0].body == case.body
+
+
+# --- Upvest v6 dialect, 10 KiB ----------------------------------------------------
+
+
+@pytest.mark.benchmark(group="verify-v6-10k")
+def test_v6_floor_10k(benchmark: Benchmark, case: Case, key: SigningKey) -> None:
+    """The v6 floor (SHA-256 of the body plus one P-521 verify) accepts the v6 base."""
+    floor = floor_fn(case.body, case.v6_base, case.v6_der, _public(key), "sha256")
+    benchmark(floor)
+    assert case.v6_base.startswith(b"@method: POST\n")
+
+
+@pytest.mark.benchmark(group="verify-v6-10k")
+def test_v6_verifier_10k(benchmark: Benchmark, case: Case) -> None:
+    """A warm Verifier verifies the 10 KiB Upvest v6 webhook after learning its layout."""
+    verifier = Verifier(case.keys)
+    result = benchmark(verifier.verify, "POST", URL, case.v6_headers, case.body)
+    assert str(result.dialect) == "upvest-v6/der/digest"
