@@ -77,17 +77,16 @@ class Component:
         params: Its parameters in received order (``(("name", "Pet"),)``).
         quoted: The strict RFC 8941 serialisation, e.g. ``"@query-param";name="Pet"``.
         unquoted: The same without quotes around the name (Upvest's v6 base lines).
+        is_plain_field: A field without parameters (the verifier's fast path).
+        is_derived: A derived (``@``) component.
     """
 
     name: str
     params: tuple[tuple[str, _sfv.BareItem], ...]
     quoted: str
     unquoted: str
-
-    @property
-    def is_derived(self) -> bool:
-        """Whether this is a derived (``@``) component."""
-        return self.name.startswith("@")
+    is_plain_field: bool
+    is_derived: bool
 
 
 def _malformed(msg: str) -> VerificationError:
@@ -149,15 +148,20 @@ def parse_component(item: object) -> Component:
         raise _malformed('"@query-param" needs a name parameter')
     param_tuple = tuple(params.items())
     ser_params = _sfv.serialize_params(params) if params else ""
+    derived = name.startswith("@")
     return Component(
         name=name,
         params=param_tuple,
         quoted=_sfv.serialize_bare_item(name) + ser_params,
         unquoted=name + ser_params,
+        is_plain_field=not derived and not params,
+        is_derived=derived,
     )
 
 
 def _check_ascii(name: str, value: str) -> str:
+    if value.isascii() and value.isprintable():  # fast path: printable ASCII, no HTAB
+        return value
     if not _BASE_SAFE.fullmatch(value):
         # RFC 9421 §2.5: a base containing non-ASCII or control characters MUST fail (B17).
         raise _malformed(f"component {name!r} has a non-ASCII or control character")
@@ -266,6 +270,15 @@ def component_value(message: Message, comp: Component) -> list[str]:
             component; ``malformed_header`` for a non-ASCII value.
     """
     name = comp.name
+    if comp.is_plain_field:
+        lines = message.fields.get(name)
+        if lines is not None and len(lines) == 1:
+            value = lines[0]
+            # Fast path for the usual single printable-ASCII line: no obs-fold, no
+            # HTAB, nothing to combine; RFC 9421 §2.1 reduces to a trim.
+            if value.isascii() and value.isprintable():
+                return [value.strip(" ")]
+        return [_field_value(message, comp)]
     if not comp.is_derived:
         return [_field_value(message, comp)]
     if comp.params and "req" in dict(comp.params):

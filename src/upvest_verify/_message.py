@@ -28,7 +28,7 @@ HeaderInput: TypeAlias = (
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """An HTTP message reduced to what signature components are built from.
 
@@ -78,12 +78,14 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
     fields: dict[str, list[str]] = {}
     try:
         for name, value in items:
-            key = _text(name).lower()
+            key = (name if type(name) is str else _text(name)).lower()
+            if type(value) is not str:
+                value = _text(value)
             values = fields.get(key)
             if values is None:
-                fields[key] = [_text(value)]
+                fields[key] = [value]
             else:
-                values.append(_text(value))
+                values.append(value)
     except (TypeError, ValueError, AttributeError) as e:
         raise VerificationError(
             Reason.MALFORMED_HEADER, f"headers are not (name, value) pairs: {e}"
@@ -91,7 +93,23 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
     return fields
 
 
-def _split_url(url: str) -> tuple[str | None, str | None, str, str | None]:
+_SplitURL: TypeAlias = tuple[str | None, str | None, str, str | None]
+# A receiver sees the same few URLs over and over; splitting is pure, so memoise it.
+_URL_CACHE: dict[str, _SplitURL] = {}
+_URL_CACHE_CAP = 1024
+
+
+def _split_url(url: str) -> _SplitURL:
+    split = _URL_CACHE.get(url)
+    if split is None:
+        split = _split_url_uncached(url)
+        if len(_URL_CACHE) >= _URL_CACHE_CAP:
+            _URL_CACHE.clear()
+        _URL_CACHE[url] = split
+    return split
+
+
+def _split_url_uncached(url: str) -> _SplitURL:
     """Split an absolute or origin-form URL without decoding anything.
 
     ``urllib.parse`` is avoided on purpose: it normalises and may decode, while

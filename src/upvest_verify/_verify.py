@@ -8,7 +8,11 @@ and the ECDSA verify last.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +23,7 @@ from ._digest import BodyHasher, check_content_digest, check_legacy_digest
 from ._keyset import KeySet
 from ._message import Message
 from ._policy import Policy
-from ._result import Dialect, Layout, VerifiedWebhook
+from ._result import Dialect, DigestField, Encoding, Layout, VerifiedWebhook
 from .errors import Reason, VerificationError
 
 __all__ = [
@@ -36,15 +40,48 @@ _PARAMS = frozenset({"created", "expires", "nonce", "alg", "keyid", "tag"})
 _DIGEST_FIELDS = ("content-digest", "digest")
 _QUERY_COVERAGE = frozenset({"@query", "@target-uri", "@request-target"})
 DEFAULT_LAYOUTS: tuple[Layout, ...] = ("rfc9421", "upvest-v6")
+V6_FIRST: tuple[Layout, ...] = ("upvest-v6", "rfc9421")
+_FAST_PATH = True  # tests switch it off to compare both paths
 
 
 @dataclass(frozen=True, slots=True)
+class Coverage:
+    """What a covered-component list covers, computed once per list.
+
+    Attributes:
+        components: The component identifiers, in order.
+        quoted: Their strict serialisations (``'"@method"'``...).
+        names: Names covered plainly (no parameters other than ``sf``), for policy checks.
+        digests: Indexes of covered ``content-digest``/``digest`` fields.
+    """
+
+    components: tuple[Component, ...]
+    quoted: tuple[str, ...]
+    names: frozenset[str]
+    digests: tuple[int, ...]
+
+    @classmethod
+    def of(cls, components: tuple[Component, ...]) -> Coverage:
+        """Summarise a component list."""
+        return cls(
+            components=components,
+            quoted=tuple(c.quoted for c in components),
+            names=frozenset(
+                c.name for c in components if not c.params or c.params == (("sf", True),)
+            ),
+            digests=tuple(
+                i for i, c in enumerate(components) if c.name in _DIGEST_FIELDS and not c.params
+            ),
+        )
+
+
+@dataclass(slots=True)
 class SignatureInput:
     """One signature from the ``Signature-Input`` and ``Signature`` headers.
 
     Attributes:
         label: The dictionary key both headers share (``sig1``).
-        components: The covered component identifiers, in order.
+        coverage: The covered component identifiers and what they cover.
         params: The signature parameters in received order (``keyid``, ``created``...).
         signature_params: The strict re-serialisation of the inner list with its
             parameters: the value of the ``@signature-params`` line (RFC 9421 §2.3).
@@ -52,10 +89,15 @@ class SignatureInput:
     """
 
     label: str
-    components: tuple[Component, ...]
+    coverage: Coverage
     params: dict[str, _sfv.BareItem]
     signature_params: str
     signature: bytes
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        """The covered component identifiers, in order."""
+        return self.coverage.components
 
     @property
     def key_id(self) -> str | None:
@@ -113,20 +155,10 @@ def parse_signatures(
     return inputs, signatures
 
 
-def _candidate(
-    label: str, member: _sfv.Member, sig_member: _sfv.Member, policy: Policy
-) -> SignatureInput:
-    # RFC 9421 §4.1: each Signature-Input member is an inner list of component
-    # identifiers with the signature parameters; §4.2: each Signature member is a
-    # byte sequence (R2).
-    value, params = member
-    if not isinstance(value, list):
-        raise _malformed(f"Signature-Input {label!r} is not an inner list")
-    if isinstance(sig_member[0], list) or not isinstance(sig_member[0], bytes):
-        raise _malformed(f"Signature {label!r} is not a byte sequence")
-    if len(value) > policy.max_components:
+def _components(items: list[_sfv.Item], policy: Policy) -> Coverage:
+    if len(items) > policy.max_components:
         raise _malformed(f"more than {policy.max_components} covered components")
-    components = tuple(parse_component(item) for item in value)
+    components = tuple(parse_component(item) for item in items)
     seen: set[tuple[str, frozenset[tuple[str, _sfv.BareItem]]]] = set()
     for comp in components:
         ident = (comp.name, frozenset(comp.params))
@@ -134,6 +166,10 @@ def _candidate(
             # RFC 9421 §2: identifiers, parameters included, MUST NOT repeat (B3).
             raise _malformed(f"component {comp.quoted} is listed twice")
         seen.add(ident)
+    return Coverage.of(components)
+
+
+def _check_params(params: dict[str, _sfv.BareItem], policy: Policy) -> None:
     for key, param in params.items():
         if key not in _PARAMS:
             # RFC 9421 §2.3 registry; an unknown parameter may change the meaning (B7).
@@ -153,17 +189,123 @@ def _candidate(
         raise _malformed("signature parameter 'created' is missing")
     if policy.require_nonce and "nonce" not in params:
         raise _malformed("signature parameter 'nonce' is missing")
+
+
+def _candidate(
+    label: str, member: _sfv.Member, sig_member: _sfv.Member, policy: Policy
+) -> SignatureInput:
+    # RFC 9421 §4.1: each Signature-Input member is an inner list of component
+    # identifiers with the signature parameters; §4.2: each Signature member is a
+    # byte sequence (R2).
+    value, params = member
+    if not isinstance(value, list):
+        raise _malformed(f"Signature-Input {label!r} is not an inner list")
+    if isinstance(sig_member[0], list) or not isinstance(sig_member[0], bytes):
+        raise _malformed(f"Signature {label!r} is not a byte sequence")
+    coverage = _components(value, policy)
+    _check_params(params, policy)
     return SignatureInput(
         label=label,
-        components=components,
+        coverage=coverage,
         params=params,
         signature_params=_sfv.serialize_inner_list(value, params),
         signature=sig_member[0],
     )
 
 
+# --- Fast path -------------------------------------------------------------------------
+#
+# Upvest sends one signature whose Signature-Input is in canonical RFC 8941 form:
+#   sig1=("@method" "@path" ... "digest");keyid="...";created=...;expires=...;nonce="..."
+# For exactly that shape the strict parse can be skipped: the regexes below accept
+# only a subset of the SF grammar whose strict parse is known (plain component names,
+# single spaces, strings without escapes, canonical integers), so the received text
+# *is* the strict re-serialisation and the covered-component list, validated once by
+# the strict code, can be cached. Anything else (several members, component
+# parameters, escapes, odd spacing, duplicates, unknown parameters) takes the strict
+# path, which also produces every error. tests/core/test_fast_path.py checks that both
+# paths give the same verdict.
+_FAST_INPUT = re.compile(
+    r"([a-z*][a-z0-9_\-.*]*)=\(("
+    r'"[a-z0-9@!#$%&\'*+\-.^_`|~]+"(?: "[a-z0-9@!#$%&\'*+\-.^_`|~]+")*'
+    r")\)((?:;(?:keyid|nonce|alg|tag)=\"[\x20\x21\x23-\x5b\x5d-\x7e]*\""
+    r"|;(?:created|expires)=(?:0|[1-9][0-9]{0,14}))+)"
+)
+_FAST_PARAM = re.compile(r';([a-z]+)=(?:"([^"]*)"|([0-9]+))')
+# The parameter order Upvest's signers use, captured in one match (a pure speed-up:
+# any other order goes through _FAST_PARAM).
+_FAST_UPVEST_PARAMS = re.compile(
+    r';keyid="([\x20\x21\x23-\x5b\x5d-\x7e]*)";created=(0|[1-9][0-9]{0,14})'
+    r';expires=(0|[1-9][0-9]{0,14});nonce="([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
+)
+_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]*)=:([A-Za-z0-9+/]+={0,2}):")
+_TEMPLATES: dict[str, Coverage] = {}
+_TEMPLATE_CAP = 256
+
+
+def _template(inner: str, policy: Policy) -> Coverage | None:
+    coverage = _TEMPLATES.get(inner)
+    if coverage is None:
+        try:
+            parsed = _sfv.parse_list("(" + inner + ")", allow_duplicates=False)
+            coverage = _components(parsed[0][0], policy)  # type: ignore[arg-type]
+        except (_sfv.SFError, VerificationError):
+            return None  # the strict path reports it
+        if len(_TEMPLATES) >= _TEMPLATE_CAP:
+            _TEMPLATES.clear()
+        _TEMPLATES[inner] = coverage
+    if len(coverage.components) > policy.max_components:
+        return None
+    return coverage
+
+
+def _fast_signature(message: Message, policy: Policy) -> SignatureInput | None:
+    si_lines = message.fields.get("signature-input")
+    sig_lines = message.fields.get("signature")
+    if si_lines is None or sig_lines is None or len(si_lines) != 1 or len(sig_lines) != 1:
+        return None
+    si_value = si_lines[0].strip(" ")
+    sig_value = sig_lines[0].strip(" ")
+    if len(si_value) + len(sig_value) > policy.max_header_bytes:
+        return None
+    si = _FAST_INPUT.fullmatch(si_value)
+    sig = _FAST_SIGNATURE.fullmatch(sig_value)
+    if si is None or sig is None:
+        return None
+    label = si.group(1)
+    if sig.group(1) != label or (policy.labels and label not in policy.labels):
+        return None
+    params: dict[str, _sfv.BareItem]
+    usual = _FAST_UPVEST_PARAMS.fullmatch(si.group(3))
+    if usual is not None:
+        kid, created, expires, nonce = usual.groups()
+        params = {"keyid": kid, "created": int(created), "expires": int(expires), "nonce": nonce}
+    else:
+        params = {}
+        # _FAST_INPUT admitted only ;key="text" (no escapes) and ;key=digits.
+        for key, text, number in _FAST_PARAM.findall(si.group(3)):
+            if key in params:
+                return None  # duplicate parameter: the strict path rejects it
+            params[key] = text if not number else int(number)
+    coverage = _template(si.group(2), policy)
+    if coverage is None:
+        return None
+    try:
+        signature = base64.b64decode(sig.group(2), validate=True)
+        _check_params(params, policy)
+    except (binascii.Error, ValueError):
+        return None
+    return SignatureInput(
+        label=label,
+        coverage=coverage,
+        params=params,
+        signature_params=si_value[len(label) + 1 :],
+        signature=signature,
+    )
+
+
 def _check_coverage(sig: SignatureInput, message: Message, body: bytes, policy: Policy) -> None:
-    covered = {c.name for c in sig.components if not c.params or c.params == (("sf", True),)}
+    covered = sig.coverage.names
     for name in policy.required_components:
         if name not in covered:
             raise VerificationError(Reason.MISSING_COMPONENT, f"{name!r} is not covered")
@@ -246,7 +388,9 @@ def signature_base(
     return "\n".join(lines).encode("ascii")
 
 
-def _layouts(message: Message, policy: Policy, preferred: Sequence[Layout]) -> Sequence[Layout]:
+def _layouts(
+    message: Message, policy: Policy, preferred: Sequence[Layout], sig: SignatureInput
+) -> Sequence[Layout]:
     if policy.dialect != "auto":
         return (policy.dialect,)
     version = _combined_field(message, "upvest-signature-version")
@@ -254,6 +398,15 @@ def _layouts(message: Message, policy: Policy, preferred: Sequence[Layout]) -> S
         return ("upvest-v6",)
     if version == "15":
         return ("rfc9421",)
+    if preferred is DEFAULT_LAYOUTS:
+        # Nothing learnt yet: start with the layout whose digest field is covered
+        # (Upvest v6 signs "digest", RFC 9421 senders "content-digest"). Both
+        # layouts are still tried; only the order, so the cost, changes.
+        for comp in sig.components:
+            if comp.name == "digest":
+                return V6_FIRST
+            if comp.name == "content-digest":
+                return DEFAULT_LAYOUTS
     return preferred
 
 
@@ -282,25 +435,38 @@ def _verify_one(
         raise VerificationError(
             Reason.UNSUPPORTED_ALGORITHM, f"alg={alg!r} but key {kid!r} is {key.algorithm}"
         )
-    values = [component_value(message, c) for c in sig.components]
-    digest_field = None
-    for comp, comp_values in zip(sig.components, values, strict=True):
-        if comp.name in _DIGEST_FIELDS and not comp.params:
-            (check_content_digest if comp.name == "content-digest" else check_legacy_digest)(
-                comp_values[0], hasher
-            )
-            digest_field = digest_field or comp.name
+    components = sig.coverage.components
+    fields = message.fields
+    values: list[list[str]] = []
+    for comp in components:
+        if comp.is_plain_field:
+            # Inlined fast path of component_value() for the usual single printable line.
+            lines = fields.get(comp.name)
+            if lines is not None and len(lines) == 1:
+                value = lines[0]
+                if value.isascii() and value.isprintable():
+                    values.append([value.strip(" ")])
+                    continue
+        values.append(component_value(message, comp))
+    digest_field: DigestField | None = None
+    for i in sig.coverage.digests:
+        if components[i].name == "content-digest":
+            check_content_digest(values[i][0], hasher)
+            digest_field = digest_field or "content-digest"
+        else:
+            check_legacy_digest(values[i][0], hasher)
+            digest_field = digest_field or "digest"
     signature, encoding = decode_signature(key.key_type, sig.signature, policy.signature_encoding)
     for layout in layouts:
         if verify_signature(key, signature, signature_base(message, sig, layout, values)):
             return VerifiedWebhook(
                 key_id=kid,
                 label=sig.label,
-                covered_components=tuple(c.quoted for c in sig.components),
+                covered_components=sig.coverage.quoted,
                 created=sig.params.get("created"),  # type: ignore[arg-type]
                 expires=sig.params.get("expires"),  # type: ignore[arg-type]
                 nonce=sig.params.get("nonce"),  # type: ignore[arg-type]
-                dialect=Dialect(layout, encoding, digest_field),  # type: ignore[arg-type]
+                dialect=_dialect(layout, encoding, digest_field),
                 body=body,
             )
     raise VerificationError(
@@ -308,6 +474,11 @@ def _verify_one(
         f"signature {sig.label!r} does not verify with key {kid!r} ({'/'.join(layouts)})",
         key_id=kid,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _dialect(layout: Layout, encoding: Encoding, digest: DigestField | None) -> Dialect:
+    return Dialect(layout, encoding, digest)
 
 
 def _order_labels(
@@ -369,13 +540,20 @@ def verify_message(
         raise VerificationError(
             Reason.BODY_TOO_LARGE, f"body of {len(body)} bytes exceeds {policy.max_body_size}"
         )
-    inputs, signatures = parse_signatures(message, policy)
     hasher = BodyHasher(body)
-    chosen = _layouts(message, policy, layouts)
+    try:
+        fast = _fast_signature(message, policy) if _FAST_PATH else None
+    except VerificationError:
+        fast = None  # e.g. a bad parameter type: the strict path reports it
+    if fast is not None:
+        chosen = _layouts(message, policy, layouts, fast)
+        return _verify_one(message, body, hasher, fast, keys, now, policy, chosen)
+    inputs, signatures = parse_signatures(message, policy)
     first_error: VerificationError | None = None
     for label in _order_labels(inputs, signatures, keys, policy):
         try:
             sig = _candidate(label, inputs[label], signatures[label], policy)
+            chosen = _layouts(message, policy, layouts, sig)
             return _verify_one(message, body, hasher, sig, keys, now, policy, chosen)
         except VerificationError as e:
             if first_error is None:

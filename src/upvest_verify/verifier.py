@@ -27,6 +27,7 @@ __all__ = ["Verifier", "verify"]
 
 logger = logging.getLogger("upvest_verify")
 
+_DEFAULT_POLICY = Policy()
 T = TypeVar("T")
 RunSync = Callable[[Callable[[], T]], Awaitable[T]]
 Keys: TypeAlias = KeySet | KeyProvider
@@ -103,7 +104,7 @@ def verify(
         body,
         keys,
         time.time() if now is None else now,
-        policy or Policy(),
+        policy or _DEFAULT_POLICY,
         DEFAULT_LAYOUTS,
     )
 

@@ -124,8 +124,7 @@ def test_both_digest_fields_are_checked(p521_key: SigningKey, key_set: KeySet) -
     assert reason_of(s, key_set, headers=bad) is Reason.DIGEST_MISMATCH
 
 
-def test_verifier_learns_the_layout_that_matched(p521_key: SigningKey, key_set: KeySet) -> None:
-    """After one v6 webhook the verifier tries the v6 layout first: one ECDSA verify, not two."""
+def _count_verifies(mp: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = verify_module.verify_signature
 
@@ -133,14 +132,35 @@ def test_verifier_learns_the_layout_that_matched(p521_key: SigningKey, key_set: 
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
+    mp.setattr(verify_module, "verify_signature", counting)
+    return calls
+
+
+def test_verifier_learns_the_layout_that_matched(p521_key: SigningKey, key_set: KeySet) -> None:
+    """After one v6 webhook the verifier tries the v6 layout first: one ECDSA verify, not two."""
     verifier = Verifier(key_set, clock=lambda: REFERENCE_NOW)
-    s = signed(p521_key, dialect="upvest-v6")
+    # v6 layout with Content-Digest: the digest field suggests RFC 9421 first, wrongly.
+    s = signed(p521_key, dialect="upvest-v6", digest="content-digest")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(verify_module, "verify_signature", counting)
+        calls = _count_verifies(mp)
         verifier.verify(s.method, s.url, s.headers, s.body)
         assert len(calls) == 2
         verifier.verify(s.method, s.url, s.headers, s.body)
         assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("dialect", "digest"), [("upvest-v6", "digest"), ("rfc9421", "content-digest")]
+)
+def test_covered_digest_field_orders_the_layouts(
+    p521_key: SigningKey, key_set: KeySet, dialect: str, digest: str
+) -> None:
+    """A webhook covering its dialect's own digest field costs one ECDSA verify, even cold."""
+    s = signed(p521_key, dialect=dialect, digest=digest)
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _count_verifies(mp)
+        assert run(s, key_set).dialect.layout == dialect
+        assert len(calls) == 1
 
 
 # --- A. header parsing --------------------------------------------------------------------
@@ -322,15 +342,8 @@ def test_a15_many_labels_bound_the_ecdsa_work(p521_key: SigningKey, key_set: Key
         f"s{i}=:" + base64.b64encode(p521_key.sign(b"other %d" % i)).decode() + ":"
         for i in range(20)
     )
-    calls: list[int] = []
-    real = verify_module.verify_signature
-
-    def counting(*args: object) -> bool:
-        calls.append(1)
-        return real(*args)  # type: ignore[arg-type]
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(verify_module, "verify_signature", counting)
+        calls = _count_verifies(mp)
         headers = with_headers(s, signature_input=inputs, signature=sigs)
         assert reason_of(s, key_set, headers=headers) is Reason.BAD_SIGNATURE
     assert 0 < len(calls) <= Policy().max_signatures * 2
