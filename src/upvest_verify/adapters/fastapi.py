@@ -52,6 +52,7 @@ from upvest_verify.adapters.starlette import (
     SCOPE_KEY,
     STATE_KEY,
     UpvestWebhookMiddleware,
+    _checked_limit,
     _log_path,
     _Offloader,
 )
@@ -183,11 +184,7 @@ class UpvestSignature:
         proxy_headers: str = "x-forwarded",
         path_prefix: str = "",
     ) -> None:
-        if not isinstance(verifier, Verifier):
-            raise ConfigurationError("verifier must be an upvest_verify.Verifier")
-        limit = verifier.policy.max_body_size if max_body_size is None else max_body_size
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"max_body_size must be an int >= 1, got {limit!r}")
+        limit = _checked_limit(verifier, max_body_size)
         self._verifier = verifier
         self._max_body_size = limit
         self._offload: _Offloader | None = _Offloader(max_threads) if offload else None

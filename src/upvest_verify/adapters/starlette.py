@@ -116,6 +116,16 @@ class _Offloader:
         return await anyio.to_thread.run_sync(check, limiter=self._limiter())
 
 
+def _checked_limit(verifier: object, max_body_size: int | None) -> int:
+    """Validate the verifier and return the body limit (the policy's by default)."""
+    if not isinstance(verifier, Verifier):
+        raise ConfigurationError("verifier must be an upvest_verify.Verifier")
+    limit = verifier.policy.max_body_size if max_body_size is None else max_body_size
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"max_body_size must be an int >= 1, got {limit!r}")
+    return limit
+
+
 def _route_path(scope: Scope) -> str:
     """The decoded path relative to ``root_path``: what the router matches on."""
     path: str = scope.get("path", "/")
@@ -203,11 +213,7 @@ class UpvestWebhookMiddleware:
         proxy_headers: str = "x-forwarded",
         path_prefix: str = "",
     ) -> None:
-        if not isinstance(verifier, Verifier):
-            raise ConfigurationError("verifier must be an upvest_verify.Verifier")
-        limit = verifier.policy.max_body_size if max_body_size is None else max_body_size
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"max_body_size must be an int >= 1, got {limit!r}")
+        limit = _checked_limit(verifier, max_body_size)
         self.app = app
         self._verifier = verifier
         self._paths = PathMatcher.create(paths)
