@@ -208,7 +208,19 @@ def test_rfc7239_forwarded(value: str, url: str | None) -> None:
         assert rebuilder.from_asgi(scope) == url
 
 
-@pytest.mark.parametrize("value", ["for", 'host="unterminated'])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "for",
+        'host="unterminated',
+        # A client's open quote must not swallow the trusted proxy's element.
+        'for=x;host=a.example;x=", for="[2001:db8::1]";host=b.example;proto=https',
+        'for=x;host=a.example;x=", for=10.0.0.1;host=b.example',
+        "for=a host=b",
+        "host=a;host=b",
+        'host="a"b',
+    ],
+)
 def test_unparseable_forwarded_is_malformed(value: str) -> None:
     """A Forwarded field that does not parse is malformed_header."""
     rebuilder = URLRebuilder.create(trusted_proxies=["10.0.0.0/8"], proxy_headers="forwarded")

@@ -334,10 +334,12 @@ def test_system_checks_report_bad_settings(value: Any, code: str) -> None:
 
 
 def test_system_checks_pass_and_warn() -> None:
-    """Valid settings produce no error; a small DATA_UPLOAD_MAX_MEMORY_SIZE gives W001."""
+    """Valid settings produce no error; a small or unlimited DATA_UPLOAD_MAX_MEMORY_SIZE warns."""
     assert check_settings() == []
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024):
         assert [m.id for m in check_settings()] == ["upvest_verify.W001"]
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=None):
+        assert [m.id for m in check_settings()] == ["upvest_verify.W002"]
 
 
 def test_system_checks_are_registered() -> None:

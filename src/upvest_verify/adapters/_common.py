@@ -366,6 +366,14 @@ def _last_list_member(values: Sequence[str]) -> str | None:
     return members[-1] if members else None
 
 
+# RFC 9110 §5.6.2 token and §5.6.4 quoted-string (with quoted-pair).
+_FWD_PAIR = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)="
+    r'(?:([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)|"((?:[\t \x21\x23-\x5b\x5d-\x7e]|\\[\t \x21-\x7e])*)")'
+)
+_FWD_UNESCAPE = re.compile(r"\\(.)")
+
+
 def _forwarded_pairs(values: Sequence[str]) -> dict[str, str]:
     """Return the parameters of the last element of ``Forwarded`` (RFC 7239 §4).
 
@@ -375,44 +383,43 @@ def _forwarded_pairs(values: Sequence[str]) -> dict[str, str]:
         forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] )
         forwarded-pair    = token "=" value
         value             = token / quoted-string
+
+    Parsed strictly: after a value only whitespace, ``;`` or ``,`` may follow, and a
+    parameter may not repeat within an element (RFC 7239 §4). A lenient parser lets a
+    client's unterminated quote swallow the trusted proxy's own element.
+
+    Raises:
+        VerificationError: ``malformed_header`` for anything else.
     """
     elements: list[dict[str, str]] = [{}]
-    text = ",".join(values)
+    text = ", ".join(values)
     i, n = 0, len(text)
+    expect_pair = True
     while i < n:
         ch = text[i]
-        if ch in " \t;":
+        if ch in " \t":
             i += 1
-            continue
-        if ch == ",":
+        elif ch == ",":
             elements.append({})
+            expect_pair = True
             i += 1
-            continue
-        eq = text.find("=", i)
-        if eq == -1:
-            raise VerificationError(Reason.MALFORMED_HEADER, "unparseable Forwarded field")
-        name = text[i:eq].strip().lower()
-        i = eq + 1
-        if i < n and text[i] == '"':
-            # RFC 9110 §5.6.4: quoted-string with quoted-pair escapes
+        elif ch == ";":
+            expect_pair = True
             i += 1
-            chars: list[str] = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(text[i])
-                i += 1
-            if i >= n:
-                raise VerificationError(Reason.MALFORMED_HEADER, "unterminated Forwarded value")
-            i += 1
-            value = "".join(chars)
         else:
-            end = i
-            while end < n and text[end] not in ",;":
-                end += 1
-            value = text[i:end].strip()
-            i = end
-        elements[-1][name] = value
+            m = _FWD_PAIR.match(text, i) if expect_pair else None
+            if m is None:
+                raise VerificationError(Reason.MALFORMED_HEADER, "unparseable Forwarded field")
+            name = m.group(1).lower()
+            token, quoted = m.group(2), m.group(3)
+            value = token if token is not None else _FWD_UNESCAPE.sub(r"\1", quoted)
+            if name in elements[-1]:
+                raise VerificationError(
+                    Reason.MALFORMED_HEADER, f"Forwarded parameter {name!r} repeated"
+                )
+            elements[-1][name] = value
+            expect_pair = False
+            i = m.end()
     return elements[-1]
 
 

@@ -146,8 +146,13 @@ class UpvestSignature:
 
     Use it on routes when :class:`UpvestWebhookMiddleware` is not installed. The
     body is read through Starlette's request cache, so the endpoint can still call
-    ``await request.body()`` or declare a body model. If the middleware already
-    verified the request, its result is returned without verifying again.
+    ``await request.body()``. If the middleware already verified the request, its
+    result is returned without verifying again.
+
+    Only the middleware bounds memory: when the endpoint also declares a body model,
+    FastAPI reads the whole body before any dependency runs, so ``max_body_size`` is
+    checked after the fact. Prefer the middleware, or ``await request.body()`` in the
+    endpoint, or cap request sizes in the server or proxy.
 
     Example::
 

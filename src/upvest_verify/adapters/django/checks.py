@@ -42,8 +42,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if messages:
         return messages
     limit = conf.get_settings().max_body_size
-    django_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
-    if isinstance(django_limit, int) and django_limit < limit:
+    django_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
+    if django_limit is None:
+        messages.append(
+            Warning(
+                "DATA_UPLOAD_MAX_MEMORY_SIZE is None: Django reads a chunked body of any size "
+                f"into memory before the webhook body limit ({limit}) can refuse it.",
+                hint="Set DATA_UPLOAD_MAX_MEMORY_SIZE to at least UPVEST_VERIFY['MAX_BODY_SIZE'].",
+                id="upvest_verify.W002",
+            )
+        )
+    elif isinstance(django_limit, int) and django_limit < limit:
         messages.append(
             Warning(
                 f"DATA_UPLOAD_MAX_MEMORY_SIZE ({django_limit}) is below the webhook body limit "
