@@ -199,7 +199,10 @@ def _field_value(message: Message, comp: Component) -> str:
         # RFC 9421 §2.1.3: each line wrapped as a byte sequence, joined with ", ".
         parts = []
         for line in lines:
-            raw = _OBS_FOLD.sub(" ", line).strip(" \t").encode("latin-1")
+            try:
+                raw = _OBS_FOLD.sub(" ", line).strip(" \t").encode("latin-1")
+            except UnicodeEncodeError as e:
+                raise _malformed(f"field {comp.name!r} has a non-ISO-8859-1 character") from e
             parts.append(":" + base64.b64encode(raw).decode("ascii") + ":")
         return ", ".join(parts)
     value = _check_ascii(comp.name, _combined(lines))

@@ -26,8 +26,9 @@ class Policy:
     such requirements; R3). All durations are seconds.
 
     Attributes:
-        labels: Signature labels to check, in order. Empty: ``sig1`` first, then the
-            others in header order (labels carry no meaning, RFC 9421 §7.2.5).
+        labels: Signature labels to check, in order. Empty: signatures whose ``keyid``
+            is in the key set first, ``sig1`` before the others, then header order
+            (labels carry no meaning, RFC 9421 §7.2.5).
         required_components: Derived components or fields that must be covered.
         require_digest: A non-empty body must be covered by ``content-digest`` or
             ``digest`` (the body is otherwise unsigned, R22).

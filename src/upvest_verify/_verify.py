@@ -68,8 +68,13 @@ class Coverage:
             names=frozenset(
                 c.name for c in components if not c.params or c.params == (("sf", True),)
             ),
+            # A digest field covered as is or with ";sf" (a strictly re-serialised
+            # Content-Digest is still a Content-Digest): both are checked against the
+            # body, and only they satisfy the body-coverage policy.
             digests=tuple(
-                i for i, c in enumerate(components) if c.name in _DIGEST_FIELDS and not c.params
+                i
+                for i, c in enumerate(components)
+                if c.name in _DIGEST_FIELDS and c.params in ((), (("sf", True),))
             ),
         )
 
@@ -312,7 +317,7 @@ def _check_coverage(sig: SignatureInput, message: Message, body: bytes, policy: 
     for name in policy.required_components:
         if name not in covered:
             raise VerificationError(Reason.MISSING_COMPONENT, f"{name!r} is not covered")
-    if policy.require_digest and body and not covered.intersection(_DIGEST_FIELDS):
+    if policy.require_digest and body and not sig.coverage.digests:
         raise VerificationError(
             Reason.MISSING_COMPONENT, "the body is not covered by content-digest or digest"
         )
@@ -522,8 +527,9 @@ def verify_message(
     Several signatures (RFC 9421 §3.2, R16): labels present in both headers are
     tried in policy order, at most ``policy.max_signatures``; the first that passes
     every check wins, and an extra invalid signature never causes a reject. When
-    all fail, the error of the first signature whose key is known is raised (else
-    the first error).
+    all fail, the first one's error is raised (without configured labels, signatures
+    whose key is known are tried first), with ``unknown_key_ids`` naming every kid
+    that was not in the key set, so a key provider can refresh for it.
 
     Args:
         message: The message.
@@ -550,9 +556,15 @@ def verify_message(
         fast = None  # e.g. a bad parameter type: the strict path reports it
     if fast is not None:
         chosen = _layouts(message, policy, layouts, fast)
-        return _verify_one(message, body, hasher, fast, keys, now, policy, chosen)
+        try:
+            return _verify_one(message, body, hasher, fast, keys, now, policy, chosen)
+        except VerificationError as e:
+            if e.reason is Reason.UNKNOWN_KEY and e.key_id is not None:
+                e.unknown_key_ids = (e.key_id,)
+            raise
     inputs, signatures = parse_signatures(message, policy)
     first_error: VerificationError | None = None
+    unknown: list[str] = []
     for label in _order_labels(inputs, signatures, keys, policy):
         try:
             sig = _candidate(label, inputs[label], signatures[label], policy)
@@ -561,7 +573,12 @@ def verify_message(
         except VerificationError as e:
             if first_error is None:
                 first_error = e
+            if e.reason is Reason.UNKNOWN_KEY and e.key_id is not None:
+                unknown.append(e.key_id)
     assert first_error is not None
+    # Tell a key provider which kids were missing even when another signature's error
+    # is the one raised: an extra signature must never stop the refresh (R16).
+    first_error.unknown_key_ids = tuple(unknown)
     raise first_error
 
 

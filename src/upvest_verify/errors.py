@@ -117,12 +117,15 @@ class VerificationError(Exception):
         message: The log message.
         status_code: The HTTP status hint (400, 401, 413 or 503).
         key_id: The ``keyid`` involved, or ``None``.
+        unknown_key_ids: Every ``keyid`` of the request's signatures that was not in
+            the key set, whichever error is raised; a key cache refreshes for them.
     """
 
     reason: Reason
     message: str
     status_code: int
     key_id: str | None
+    unknown_key_ids: tuple[str, ...]
 
     def __new__(
         cls, reason: Reason | str, message: str = "", *, key_id: str | None = None
@@ -140,6 +143,7 @@ class VerificationError(Exception):
         self.message = message or self.reason.value.replace("_", " ")
         self.status_code = self.reason.status_code
         self.key_id = key_id
+        self.unknown_key_ids = ()
         super().__init__(self.reason, self.message)
 
     def __str__(self) -> str:

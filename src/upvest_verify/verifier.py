@@ -172,9 +172,9 @@ class Verifier:
 
     @staticmethod
     def _retry_kid(error: VerificationError, keys: KeySet) -> str | None:
-        if error.reason is Reason.UNKNOWN_KEY and error.key_id is not None:
-            return error.key_id if error.key_id not in keys else None
-        return None
+        # Any signature's unknown kid warrants the (rate-limited) refresh, even when
+        # another, extra signature produced the error that was raised.
+        return next((kid for kid in error.unknown_key_ids if kid not in keys), None)
 
     def verify(self, method: str, url: str, headers: HeaderInput, body: bytes) -> VerifiedWebhook:
         """Verify a webhook; see :func:`verify` for the arguments.

@@ -1034,3 +1034,65 @@ def test_sample_events_round_trip(p521_key: SigningKey, key_set: KeySet) -> None
     """sample_events() bodies verify and parse into as many events."""
     s = signed(p521_key, body=sample_events(5))  # type: ignore[arg-type]
     assert [e.type for e in run(s, key_set).events][:2] == ["ORDER.FILLED", "CASH_BALANCE.UPDATED"]
+
+
+# --- found in review --------------------------------------------------------------------
+
+
+def test_content_digest_sf_is_still_checked(p521_key: SigningKey, key_set: KeySet) -> None:
+    """A body covered by "content-digest";sf is checked against the body like the plain form."""
+    s = signed(p521_key, dialect="rfc9421", components=["@method", "@path"])
+    value = s.header("content-digest")
+    si = f'("@method" "@path" "content-digest";sf);keyid="{p521_key.kid}";created={REFERENCE_NOW}'
+    base = (
+        f'"@method": POST\n"@path": /webhooks/upvest\n"content-digest";sf: {value}\n'
+        f'"@signature-params": {si}'
+    )
+    headers = [(k, v) for k, v in s.headers if not k.startswith("signature")]
+    headers += signature_headers(p521_key, si, base)
+    assert run(s, key_set, headers=headers).dialect.digest == "content-digest"
+    tampered = BODY.replace(b"1.5", b"9.5")
+    assert reason_of(s, key_set, headers=headers, body=tampered) is Reason.DIGEST_MISMATCH
+
+
+def test_bs_with_characters_beyond_latin1(
+    p521_key: SigningKey, key_set: KeySet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ;bs field holding a character beyond ISO-8859-1 is malformed, not a logged crash."""
+    s = signed(p521_key, components=["@method", "@path", "digest"])
+    si = (
+        f'sig1=("@method" "@path" "digest" "x-b";bs);keyid="{p521_key.kid}";created={REFERENCE_NOW}'
+    )
+    headers = with_headers(s, signature_input=si, x_b="\u20ac")
+    with caplog.at_level("ERROR", logger="upvest_verify"):
+        assert reason_of(s, key_set, headers=headers) is Reason.MALFORMED_HEADER
+    assert not caplog.records
+
+
+class _RotatingProvider:
+    """A key provider whose refresh brings in a newly rotated key."""
+
+    def __init__(self, old: KeySet, new: KeySet) -> None:
+        self.old, self.new, self.refreshes = old, new, 0
+
+    def current(self) -> KeySet:
+        return self.old
+
+    def refresh_for(self, kid: str) -> KeySet | None:
+        self.refreshes += 1
+        return self.new
+
+
+def test_extra_signature_with_known_key_does_not_block_refresh(p521_key: SigningKey) -> None:
+    """A garbage sig2 naming a cached kid never stops the refresh for sig1's new kid (R16)."""
+    rotated = generate_key()
+    provider = _RotatingProvider(
+        KeySet.from_jwks(make_jwks(p521_key)), KeySet.from_jwks(make_jwks(p521_key, rotated))
+    )
+    verifier = Verifier(provider, clock=lambda: REFERENCE_NOW)
+    s = signed(rotated)
+    extra_si = f'sig2=("@method" "@path" "digest");keyid="{p521_key.kid}";created={REFERENCE_NOW}'
+    extra_sig = "sig2=:" + base64.b64encode(p521_key.sign(b"something else")).decode() + ":"
+    headers = [*s.headers, ("signature-input", extra_si), ("signature", extra_sig)]
+    assert verifier.verify(s.method, s.url, headers, s.body).key_id == rotated.kid
+    assert provider.refreshes == 1
