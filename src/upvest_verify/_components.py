@@ -273,15 +273,6 @@ def component_value(message: Message, comp: Component) -> list[str]:
             component; ``malformed_header`` for a non-ASCII value.
     """
     name = comp.name
-    if comp.is_plain_field:
-        lines = message.fields.get(name)
-        if lines is not None and len(lines) == 1:
-            value = lines[0]
-            # Fast path for the usual single printable-ASCII line: no obs-fold, no
-            # HTAB, nothing to combine; RFC 9421 §2.1 reduces to a trim.
-            if value.isascii() and value.isprintable():
-                return [value.strip(" ")]
-        return [_field_value(message, comp)]
     if not comp.is_derived:
         return [_field_value(message, comp)]
     if comp.params and "req" in dict(comp.params):

@@ -448,7 +448,9 @@ def _verify_one(
     values: list[list[str]] = []
     for comp in components:
         if comp.is_plain_field:
-            # Inlined fast path of component_value() for the usual single printable line.
+            # Fast path for the usual single printable-ASCII line: no obs-fold, no HTAB,
+            # nothing to combine, so RFC 9421 §2.1 reduces to a trim. Anything else goes
+            # through component_value().
             lines = fields.get(comp.name)
             if lines is not None and len(lines) == 1:
                 value = lines[0]
