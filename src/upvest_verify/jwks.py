@@ -868,8 +868,9 @@ class JWKSCache:
                 "refreshing on unknown kids without a limit lets forged keyids "
                 "flood the key endpoint"
             )
-        if failure_cooldown <= 0:
-            raise ConfigurationError("failure_cooldown must be positive (K6)")
+        if failure_cooldown <= 0 or math.isinf(failure_cooldown):
+            # Infinite would turn one failed fetch into a permanent outage (K5, K6).
+            raise ConfigurationError("failure_cooldown must be a positive, finite number (K6)")
         if not 0 < min_ttl <= ttl <= max_ttl or math.isinf(max_ttl):
             raise ConfigurationError(
                 f"need 0 < min_ttl <= ttl <= max_ttl < inf, got "

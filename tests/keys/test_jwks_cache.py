@@ -64,6 +64,7 @@ def unknown(keys: KeySet, kid: str) -> Reason:
         {"refresh_cooldown": math.inf},
         {"refresh_cooldown": math.nan},
         {"failure_cooldown": 0},
+        {"failure_cooldown": math.inf},
         {"ttl": 30},
         {"ttl": 7200},
         {"min_ttl": 0, "ttl": 0},
