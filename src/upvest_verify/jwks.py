@@ -917,6 +917,18 @@ class JWKSCache:
 
     # ---- KeyProvider (sync) ----------------------------------------------------------
 
+    def _fresh_hit(self) -> KeySet | None:
+        # The lock-free hit shared by current() and acurrent(): one read of the
+        # snapshot, no lock, no await.
+        state = self._state
+        if (
+            state.keys is not None
+            and self._monotonic() < state.expires_at
+            and not self._worker_wanted
+        ):
+            return state.keys
+        return None
+
     def current(self) -> KeySet:
         """Return the current key set, refreshing when the TTL ran out.
 
@@ -930,13 +942,9 @@ class JWKSCache:
         Raises:
             KeySetUnavailable: No key set fresh enough (``keys_unavailable``).
         """
-        state = self._state
-        if (
-            state.keys is not None
-            and self._monotonic() < state.expires_at
-            and not self._worker_wanted
-        ):
-            return state.keys
+        hit = self._fresh_hit()
+        if hit is not None:
+            return hit
         if self._worker_wanted:
             self._start_worker_thread()
         with self._lock:
@@ -1064,13 +1072,9 @@ class JWKSCache:
         Raises:
             KeySetUnavailable: No key set fresh enough (``keys_unavailable``).
         """
-        state = self._state
-        if (
-            state.keys is not None
-            and self._monotonic() < state.expires_at
-            and not self._worker_wanted
-        ):
-            return state.keys
+        hit = self._fresh_hit()
+        if hit is not None:
+            return hit
         if self._worker_wanted:
             self._start_worker_task()
         loop = asyncio.get_running_loop()
