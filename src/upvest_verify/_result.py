@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Dialect", "Event", "PayloadError", "VerifiedWebhook", "parse_timestamp"]
+__all__ = [
+    "Dialect",
+    "Event",
+    "PayloadError",
+    "VerifiedWebhook",
+    "new_verified_webhook",
+    "parse_timestamp",
+]
 
 Layout = Literal["rfc9421", "upvest-v6"]
 Encoding = Literal["der", "raw"]
@@ -196,9 +203,7 @@ class VerifiedWebhook:
     nonce: str | None
     dialect: Dialect
     body: bytes = field(repr=False)
-    _events: list[tuple[Event, ...]] = field(
-        default_factory=list, init=False, repr=False, compare=False
-    )
+    _events: tuple[Event, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def component_names(self) -> tuple[str, ...]:
@@ -212,9 +217,11 @@ class VerifiedWebhook:
         Raises:
             PayloadError: The body is not an Upvest event envelope.
         """
-        if not self._events:
-            self._events.append(parse_events(self.body))
-        return self._events[0]
+        events = self._events
+        if events is None:
+            events = parse_events(self.body)
+            object.__setattr__(self, "_events", events)  # a cache, not a state change
+        return events
 
     def json(self) -> Any:
         """Decode the verified body as JSON.
@@ -223,3 +230,49 @@ class VerifiedWebhook:
             ValueError: The body is not JSON.
         """
         return json.loads(self.body)
+
+
+# The verify path builds one result per request; the dataclass __init__ of a frozen
+# class sets each field through object.__setattr__ (~2 µs for nine fields). Setting
+# the slots through their descriptors gives the same object for a third of that.
+_SLOT_SETTERS = tuple(
+    getattr(VerifiedWebhook, name).__set__
+    for name in (
+        "key_id",
+        "label",
+        "covered_components",
+        "created",
+        "expires",
+        "nonce",
+        "dialect",
+        "body",
+        "_events",
+    )
+)
+
+
+def new_verified_webhook(
+    key_id: str,
+    label: str,
+    covered_components: tuple[str, ...],
+    created: int | None,
+    expires: int | None,
+    nonce: str | None,
+    dialect: Dialect,
+    body: bytes,
+) -> VerifiedWebhook:
+    """Build a :class:`VerifiedWebhook` exactly as its constructor does, only faster."""
+    webhook = object.__new__(VerifiedWebhook)
+    s_key_id, s_label, s_covered, s_created, s_expires, s_nonce, s_dialect, s_body, s_events = (
+        _SLOT_SETTERS
+    )
+    s_key_id(webhook, key_id)
+    s_label(webhook, label)
+    s_covered(webhook, covered_components)
+    s_created(webhook, created)
+    s_expires(webhook, expires)
+    s_nonce(webhook, nonce)
+    s_dialect(webhook, dialect)
+    s_body(webhook, body)
+    s_events(webhook, None)
+    return webhook

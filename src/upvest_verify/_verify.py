@@ -8,10 +8,8 @@ and the ECDSA verify last.
 
 from __future__ import annotations
 
-import binascii
 import functools
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,7 +38,6 @@ _DIGEST_FIELDS = ("content-digest", "digest")
 _QUERY_COVERAGE = frozenset({"@query", "@target-uri", "@request-target"})
 DEFAULT_LAYOUTS: tuple[Layout, ...] = ("rfc9421", "upvest-v6")
 V6_FIRST: tuple[Layout, ...] = ("upvest-v6", "rfc9421")
-_FAST_PATH = True  # tests switch it off to compare both paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +156,9 @@ def parse_signatures(
     return inputs, signatures
 
 
-def _components(items: list[_sfv.Item], policy: Policy) -> Coverage:
-    if len(items) > policy.max_components:
-        raise _malformed(f"more than {policy.max_components} covered components")
+def _components(items: list[_sfv.Item], max_components: int | None) -> Coverage:
+    if max_components is not None and len(items) > max_components:
+        raise _malformed(f"more than {max_components} covered components")
     components = tuple(parse_component(item) for item in items)
     seen: set[tuple[str, frozenset[tuple[str, _sfv.BareItem]]]] = set()
     for comp in components:
@@ -206,7 +203,7 @@ def _candidate(
         raise _malformed(f"Signature-Input {label!r} is not an inner list")
     if isinstance(sig_member[0], list) or not isinstance(sig_member[0], bytes):
         raise _malformed(f"Signature {label!r} is not a byte sequence")
-    coverage = _components(value, policy)
+    coverage = _components(value, policy.max_components)
     _check_params(params, policy)
     return SignatureInput(
         label=label,
@@ -214,101 +211,6 @@ def _candidate(
         params=params,
         signature_params=_sfv.serialize_inner_list(value, params),
         signature=sig_member[0],
-    )
-
-
-# --- Fast path -------------------------------------------------------------------------
-#
-# Upvest sends one signature whose Signature-Input is in canonical RFC 8941 form:
-#   sig1=("@method" "@path" ... "digest");keyid="...";created=...;expires=...;nonce="..."
-# For exactly that shape the strict parse can be skipped: the regexes below accept
-# only a subset of the SF grammar whose strict parse is known (plain component names,
-# single spaces, strings without escapes, canonical integers), so the received text
-# *is* the strict re-serialisation and the covered-component list, validated once by
-# the strict code, can be cached. Anything else (several members, component
-# parameters, escapes, odd spacing, duplicates, unknown parameters) takes the strict
-# path, which also produces every error. tests/core/test_fast_path.py checks that both
-# paths give the same verdict.
-_FAST_INPUT = re.compile(
-    r"([a-z*][a-z0-9_\-.*]*)=\(("
-    r'"[a-z0-9@!#$%&\'*+\-.^_`|~]+"(?: "[a-z0-9@!#$%&\'*+\-.^_`|~]+")*'
-    r")\)((?:;(?:keyid|nonce|alg|tag)=\"[\x20\x21\x23-\x5b\x5d-\x7e]*\""
-    r"|;(?:created|expires)=(?:0|[1-9][0-9]{0,14}))+)"
-)
-_FAST_PARAM = re.compile(r';([a-z]+)=(?:"([^"]*)"|([0-9]+))')
-# The parameter order Upvest's signers use, captured in one match (a pure speed-up:
-# any other order goes through _FAST_PARAM).
-_FAST_UPVEST_PARAMS = re.compile(
-    r';keyid="([\x20\x21\x23-\x5b\x5d-\x7e]*)";created=(0|[1-9][0-9]{0,14})'
-    r';expires=(0|[1-9][0-9]{0,14});nonce="([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
-)
-_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]*)=:([A-Za-z0-9+/]+={0,2}):")
-_TEMPLATES: dict[str, Coverage] = {}
-_TEMPLATE_CAP = 256
-
-
-def _template(inner: str, policy: Policy) -> Coverage | None:
-    coverage = _TEMPLATES.get(inner)
-    if coverage is None:
-        try:
-            parsed = _sfv.parse_list("(" + inner + ")", allow_duplicates=False)
-            coverage = _components(parsed[0][0], policy)  # type: ignore[arg-type]
-        except (_sfv.SFError, VerificationError):
-            return None  # the strict path reports it
-        if len(_TEMPLATES) >= _TEMPLATE_CAP:
-            _TEMPLATES.clear()
-        _TEMPLATES[inner] = coverage
-    if len(coverage.components) > policy.max_components:
-        return None
-    return coverage
-
-
-def _fast_signature(message: Message, policy: Policy) -> SignatureInput | None:
-    si_lines = message.fields.get("signature-input")
-    sig_lines = message.fields.get("signature")
-    if si_lines is None or sig_lines is None or len(si_lines) != 1 or len(sig_lines) != 1:
-        return None
-    si_value = si_lines[0].strip(" ")
-    sig_value = sig_lines[0].strip(" ")
-    if len(si_value) + len(sig_value) > policy.max_header_bytes:
-        return None
-    si = _FAST_INPUT.fullmatch(si_value)
-    sig = _FAST_SIGNATURE.fullmatch(sig_value)
-    if si is None or sig is None:
-        return None
-    label = si.group(1)
-    if sig.group(1) != label or (policy.labels and label not in policy.labels):
-        return None
-    params: dict[str, _sfv.BareItem]
-    usual = _FAST_UPVEST_PARAMS.fullmatch(si.group(3))
-    if usual is not None:
-        kid, created, expires, nonce = usual.groups()
-        params = {"keyid": kid, "created": int(created), "expires": int(expires), "nonce": nonce}
-    else:
-        params = {}
-        # _FAST_INPUT admitted only ;key="text" (no escapes) and ;key=digits.
-        for key, text, number in _FAST_PARAM.findall(si.group(3)):
-            if key in params:
-                return None  # duplicate parameter: the strict path rejects it
-            params[key] = text if not number else int(number)
-    coverage = _template(si.group(2), policy)
-    if coverage is None:
-        return None
-    encoded = sig.group(2)
-    if len(encoded) % 4:
-        return None  # unpadded base64 (allowed by RFC 8941): the strict path decodes it
-    # Standard alphabet, whole quads, "=" only at the end: the plain decoder is exact.
-    signature = binascii.a2b_base64(encoded)
-    if usual is None:
-        _check_params(params, policy)
-    elif not 0 < len(usual.group(1)) <= 256:
-        return None  # the strict path rejects the keyid
-    return SignatureInput(
-        label=label,
-        coverage=coverage,
-        params=params,
-        signature_params=si_value[len(label) + 1 :],
-        signature=signature,
     )
 
 
@@ -479,9 +381,14 @@ def _verify_one(
                 dialect=_dialect(layout, encoding, digest_field),
                 body=body,
             )
-    raise VerificationError(
+    raise bad_signature_error(sig.label, kid, layouts)
+
+
+def bad_signature_error(label: str, kid: str, layouts: Sequence[Layout]) -> VerificationError:
+    """The error for a signature that failed the ECDSA verify under every layout tried."""
+    return VerificationError(
         Reason.BAD_SIGNATURE,
-        f"signature {sig.label!r} does not verify with key {kid!r} ({'/'.join(layouts)})",
+        f"signature {label!r} does not verify with key {kid!r} ({'/'.join(layouts)})",
         key_id=kid,
     )
 
@@ -552,18 +459,6 @@ def verify_message(
             Reason.BODY_TOO_LARGE, f"body of {len(body)} bytes exceeds {policy.max_body_size}"
         )
     hasher = BodyHasher(body)
-    try:
-        fast = _fast_signature(message, policy) if _FAST_PATH else None
-    except VerificationError:
-        fast = None  # e.g. a bad parameter type: the strict path reports it
-    if fast is not None:
-        chosen = _layouts(message, policy, layouts, fast)
-        try:
-            return _verify_one(message, body, hasher, fast, keys, now, policy, chosen)
-        except VerificationError as e:
-            if e.reason is Reason.UNKNOWN_KEY and e.key_id is not None:
-                e.unknown_key_ids = (e.key_id,)
-            raise
     inputs, signatures = parse_signatures(message, policy)
     first_error: VerificationError | None = None
     unknown: list[str] = []

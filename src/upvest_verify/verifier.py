@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias, TypeVar
 
+from . import _fast
+from ._fast import fast_verify
 from ._keyset import KeySet
 from ._message import HeaderInput, normalise_fields, request_message
 from ._policy import Policy
@@ -52,6 +54,10 @@ def _verify(
     layouts: tuple[Layout, ...],
 ) -> VerifiedWebhook:
     try:
+        if _fast.ENABLED:
+            result = fast_verify(method, url, headers, body, keys, now, policy, layouts)
+            if result is not None:
+                return result
         raw = _body_bytes(body)
         message = request_message(method, url, normalise_fields(headers))
         return verify_message(message, raw, keys=keys, now=now, policy=policy, layouts=layouts)
@@ -153,18 +159,15 @@ class Verifier:
         """The key set or key provider."""
         return self._keys
 
-    def _learn(self, result: VerifiedWebhook) -> VerifiedWebhook:
-        layout = result.dialect.layout
-        if self._layouts[0] != layout:
-            self._layouts = (layout, *(x for x in DEFAULT_LAYOUTS if x != layout))
-        return result
-
     def _check(
         self, method: str, url: str, headers: HeaderInput, body: bytes, keys: KeySet
     ) -> VerifiedWebhook:
-        return self._learn(
-            _verify(method, url, headers, body, keys, self._clock(), self._policy, self._layouts)
-        )
+        layouts = self._layouts
+        result = _verify(method, url, headers, body, keys, self._clock(), self._policy, layouts)
+        layout = result.dialect.layout
+        if layouts[0] != layout:
+            self._layouts = (layout, *(x for x in DEFAULT_LAYOUTS if x != layout))
+        return result
 
     @staticmethod
     def _retry_kid(error: VerificationError, keys: KeySet) -> str | None:

@@ -358,17 +358,41 @@ def _ber_variants(der: bytes) -> dict[str, bytes]:
     }
 
 
+def _seam_rejects(key: VerifyingKey, signature: bytes, encoding: Any) -> bool:
+    """decode_signature refuses the bytes, or verify_signature fails on what it returned."""
+    try:
+        decoded, _ = decode_signature(key.key_type, signature, encoding)
+    except VerificationError as e:
+        return e.reason is Reason.BAD_SIGNATURE
+    return verify_signature(key, decoded, MESSAGE) is False
+
+
 def test_ber_forms_are_rejected(p521: tuple[ec.EllipticCurvePrivateKey, VerifyingKey]) -> None:
-    """Long-form lengths, leading zeros, trailing bytes, indefinite length and wrong tags fail (C5)."""
+    """Long-form lengths, leading zeros, trailing bytes, indefinite length and wrong tags fail (C5).
+
+    For P-521 the strictness check is OpenSSL's (decode_signature passes 0x30... on):
+    this is the test that holds the seam to it, for a signature whose r and s are valid.
+    """
     private_key, key = p521
     der = private_key.sign(MESSAGE, ec.ECDSA(hashes.SHA512()))
     assert verify_signature(key, der, MESSAGE) is True  # control: the strict form is good
     variants = _ber_variants(der)
     for name, variant in variants.items():
         assert variant != der, name
-        assert _is_bad_signature("P-521", variant, "der"), name
-        if len(variant) != 132:
-            assert _is_bad_signature("P-521", variant, "auto"), name
+        assert _seam_rejects(key, variant, "der"), name
+        assert _seam_rejects(key, variant, "auto"), name
+
+
+@pytest.mark.parametrize("key_type", ["P-256", "P-384"])
+def test_ber_forms_are_rejected_at_decode_on_other_curves(key_type: KeyType) -> None:
+    """On curves whose r||s may start with 0x30, decode_signature itself checks strict DER."""
+    curve, algorithm = {
+        "P-256": (ec.SECP256R1(), hashes.SHA256()),
+        "P-384": (ec.SECP384R1(), hashes.SHA384()),
+    }[key_type]
+    der = ec.generate_private_key(curve).sign(MESSAGE, ec.ECDSA(algorithm))
+    for name, variant in _ber_variants(der).items():
+        assert _is_bad_signature(key_type, variant, "der"), name
 
 
 @pytest.mark.parametrize("length", [0, 1, 64, 130, 131, 133, 134, 264])
@@ -406,15 +430,22 @@ def test_oversized_der_is_rejected_before_parsing() -> None:
     assert _is_bad_signature("P-521", huge, "auto")
 
 
-def test_132_bytes_starting_with_0x30_fall_back_to_raw(
+def test_132_bytes_starting_with_0x30_are_der_for_p521(
     p521: tuple[ec.EllipticCurvePrivateKey, VerifyingKey],
 ) -> None:
-    """In auto mode 132 non-DER bytes starting with 0x30 are read as raw and simply fail to verify."""
+    """A P-521 r||s cannot start with 0x30 (r < n < 2**521): such bytes are DER or nothing."""
     _, key = p521
     garbage = b"\x30" + b"\x81" * 131
     decoded, encoding = decode_signature("P-521", garbage, "auto")
-    assert encoding == "raw"
+    assert encoding == "der"
     assert verify_signature(key, decoded, MESSAGE) is False
+
+
+def test_raw_p384_starting_with_0x30_falls_back_to_raw() -> None:
+    """On P-384 an r||s may start with 0x30; non-DER bytes of that length are read as raw."""
+    garbage = b"\x30" + b"\x81" * 95
+    _, encoding = decode_signature("P-384", garbage, "auto")
+    assert encoding == "raw"
 
 
 def test_signature_from_another_curve_or_hash_fails(

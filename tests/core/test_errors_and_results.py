@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import pickle
 
@@ -21,7 +22,7 @@ from upvest_verify import (
     VerificationError,
     VerifiedWebhook,
 )
-from upvest_verify._result import parse_timestamp
+from upvest_verify._result import new_verified_webhook, parse_timestamp
 
 
 @pytest.mark.parametrize(
@@ -180,3 +181,29 @@ def test_dialect_str_and_component_names() -> None:
         b"",
     )
     assert webhook.component_names == ("@method", "@query-param")
+
+
+def test_fast_constructor_builds_the_same_webhook() -> None:
+    """new_verified_webhook() (the verify path's constructor) equals the dataclass one."""
+    args = ("k", "sig1", ('"@method"',), 1, 2, "n", Dialect("rfc9421", "der", None), b"{}")
+    fast, slow = new_verified_webhook(*args), VerifiedWebhook(*args)
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    assert hash(fast) == hash(slow)
+    assert [getattr(fast, f.name) for f in dataclasses.fields(fast)] == [
+        getattr(slow, f.name) for f in dataclasses.fields(slow)
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.key_id = "other"  # type: ignore[misc]
+
+
+def test_events_are_parsed_once_and_the_webhook_pickles() -> None:
+    """events is cached on first read; the webhook round-trips through pickle either way."""
+    body = b'{"payload": [{"id": "1", "type": "A.B", "created_at": "2021-07-21T14:10:42Z", "webhook_id": "w", "object": {}}]}'
+    webhook = new_verified_webhook("k", "sig1", (), 1, 2, None, Dialect("rfc9421", "der", None), body)
+    assert pickle.loads(pickle.dumps(webhook)) == webhook
+    first = webhook.events
+    assert webhook.events is first
+    clone = pickle.loads(pickle.dumps(webhook))
+    assert clone == webhook
+    assert clone.events == first

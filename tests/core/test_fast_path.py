@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from core_helpers import REFERENCE_NOW
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import upvest_verify._fast as fast_module
 import upvest_verify._verify as verify_module
 from upvest_verify import KeySet, Policy, VerificationError, verify
 from upvest_verify.testing import (
@@ -23,7 +26,7 @@ KEYS: KeySet = make_key_set(KEY)
 
 def verdict(s: SignedWebhook, headers: list[tuple[str, str]], policy: Policy, fast: bool) -> str:
     """Verify with the fast path on or off; return the dialect or the reason."""
-    verify_module._FAST_PATH = fast
+    fast_module.ENABLED = fast
     try:
         result = verify(
             s.method, s.url, headers, s.body, keys=KEYS, now=REFERENCE_NOW, policy=policy
@@ -31,7 +34,7 @@ def verdict(s: SignedWebhook, headers: list[tuple[str, str]], policy: Policy, fa
     except VerificationError as e:
         return e.reason.value
     finally:
-        verify_module._FAST_PATH = True
+        fast_module.ENABLED = True
     return str(result.dialect)
 
 
@@ -101,3 +104,187 @@ def test_fast_and_strict_paths_agree(
     headers += [("signature-input", si), ("signature", sig)]
     policy = Policy(labels=labels)
     assert verdict(s, headers, policy, fast=True) == verdict(s, headers, policy, fast=False)
+
+
+# --- Requests around the fast path's own checks ------------------------------------------
+#
+# The fast path reads the raw inputs itself (header shape, names, URL, component values,
+# digest, signature bytes, version header), so each of those gets mutations here, on
+# webhooks covering random component lists in random order.
+
+COMPONENT_POOL = [
+    "@method",
+    "@path",
+    "@query",
+    "@authority",
+    "@scheme",
+    "@target-uri",
+    "@request-target",
+    "content-type",
+    "content-length",
+    "date",
+    "upvest-client-id",
+]
+
+
+def _replace_value(name: str, change: object) -> object:
+    def mutate(headers: list[tuple[object, object]]) -> list[tuple[object, object]]:
+        return [(k, change(v) if k == name else v) for k, v in headers]  # type: ignore[operator]
+
+    return mutate
+
+
+HEADER_MUTATIONS = st.sampled_from(
+    [
+        lambda h: h,
+        lambda h: [(k.title(), v) for k, v in h],  # type: ignore[union-attr]
+        lambda h: [(k.upper() if k == "date" else k, v) for k, v in h],  # type: ignore[union-attr]
+        lambda h: [*h, ("DATE", "Mon, 01 Jan 2024 00:00:00 GMT")],
+        lambda h: [*h, ("content-type", "text/plain")],
+        lambda h: [*h, ("signature", "sig2=:AAAA:")],
+        lambda h: [(k.encode(), v) for k, v in h],  # type: ignore[union-attr]
+        lambda h: [(k, v.encode()) for k, v in h],  # type: ignore[union-attr]
+        lambda h: [(k, v.encode() if k == "content-type" else v) for k, v in h],  # type: ignore[union-attr]
+        lambda h: [*h, (b"x-extra", b"1")],
+        lambda h: [*h, ("x-extra", None)],
+        lambda h: [*h, ("x-extra", 5)],
+        lambda h: [*h, ("x-extra", "caf\u00e9")],
+        lambda h: [*h, ("upvest-signature-version", "6")],
+        lambda h: [*h, ("upvest-signature-version", " 15\t")],
+        lambda h: [*h, ("upvest-signature-version", "7")],
+        lambda h: tuple(h),
+        lambda h: dict(h),  # type: ignore[arg-type]
+        lambda h: iter(h),
+        _replace_value("content-type", lambda v: " " + v + "  "),
+        _replace_value("content-type", lambda v: v + "\t"),
+        _replace_value("content-type", lambda v: v + "\u00e9"),
+        _replace_value("content-type", lambda v: v + "\x7f"),
+        _replace_value("content-type", lambda v: v + "\r\n x"),
+        _replace_value("date", lambda v: ""),
+        _replace_value("content-digest", lambda v: " " + v),
+        _replace_value("content-digest", lambda v: v + ", sha-256=:AAAA:"),
+        _replace_value("content-digest", lambda v: v.replace("sha-512", "SHA-512")),
+        _replace_value("content-digest", lambda v: v.replace("=:", "=: ")),
+        _replace_value("content-digest", lambda v: v.replace("A", "B", 1)),
+        _replace_value("content-digest", lambda v: v.replace("==:", ":")),
+        _replace_value("digest", lambda v: v.replace("SHA-256", "sha-256")),
+        _replace_value("digest", lambda v: v + ",md5=AAAA"),
+        _replace_value("digest", lambda v: " " + v + " "),
+        _replace_value("digest", lambda v: v.replace("A", "B", 1)),
+        _replace_value("signature", lambda v: v.replace("==:", "====:")),
+        _replace_value("signature", lambda v: v.replace(":", ": ", 1)),
+        _replace_value("signature", lambda v: v[:-1] + ";x"),
+        _replace_value("signature", lambda v: v[:-1] + "\u00e9:"),
+        _replace_value("signature", lambda v: v.replace("sig1", "sig2")),
+        _replace_value("signature", lambda v: v[:12] + "=" + v[13:]),
+        _replace_value("signature", lambda v: "sig1=::"),
+        _replace_value("signature-input", lambda v: v.replace(")", ") ")),
+        _replace_value("signature-input", lambda v: v.replace('"', "'", 2)),
+        _replace_value("signature-input", lambda v: v.replace("created=", "created=-")),
+    ]
+)
+URLS = st.sampled_from(
+    [
+        "https://receiver.example/webhooks/upvest",
+        "https://receiver.example/webhooks/upvest?a=1&b=%20",
+        "https://RECEIVER.example:443/webhooks/upvest?",
+        "http://receiver.example:8080/p%C3%A9/x",
+        "https://receiver.example",
+    ]
+)
+URL_CHANGES = st.sampled_from(
+    [
+        lambda u: u,
+        lambda u: u + "\u00e9",
+        lambda u: u.replace("receiver", "RECEIVER"),
+        lambda u: u.replace("https", "HTTPS"),
+        lambda u: u + "#fragment",
+        lambda u: u.replace("://", ":/"),
+        lambda u: u + "\x7f",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    components=st.lists(st.sampled_from(COMPONENT_POOL), unique=True, max_size=7),
+    digest_at=st.integers(min_value=0, max_value=8),
+    dialect=st.sampled_from(["upvest-v6", "rfc9421"]),
+    digest=st.sampled_from(["digest", "content-digest", "both", "none"]),
+    encoding=st.sampled_from(["der", "raw"]),
+    url=URLS,
+    origin_form=st.booleans(),
+    body=st.sampled_from([b"", b'{"payload":[]}']),
+    mutate=HEADER_MUTATIONS,
+    age=st.sampled_from([0, 100, 400, -120]),
+    url_change=URL_CHANGES,
+)
+def test_fast_and_strict_paths_agree_on_raw_inputs(
+    components: list[str],
+    digest_at: int,
+    dialect: str,
+    digest: str,
+    encoding: str,
+    url: str,
+    origin_form: bool,
+    body: bytes,
+    mutate: object,
+    age: int,
+    url_change: object,
+) -> None:
+    """Header shapes, names, values, URLs and component orders: both paths agree."""
+    digest_names = {"both": ["digest", "content-digest"], "none": []}.get(digest, [digest])
+    for name in digest_names:
+        components.insert(min(digest_at, len(components)), name)
+    s = sign_webhook(
+        body,
+        key=KEY,
+        url=url,
+        created=REFERENCE_NOW - age,
+        dialect=dialect,  # type: ignore[arg-type]
+        digest=digest,  # type: ignore[arg-type]
+        encoding=encoding,  # type: ignore[arg-type]
+        components=components,
+    )
+    if origin_form:
+        target = url.split("://", 1)[1]
+        s = dataclasses.replace(s, url="/" + target.split("/", 1)[1] if "/" in target else "/")
+    s = dataclasses.replace(s, url=url_change(s.url))  # type: ignore[operator]
+    headers = mutate(list(s.headers))  # type: ignore[operator]
+    policy = Policy(required_components=())
+    fast = verdict_of(s, headers, policy, fast=True)
+    headers = mutate(list(s.headers))  # type: ignore[operator]  # iterators are one-shot
+    event(fast.split("/")[0])
+    assert fast == verdict_of(s, headers, policy, fast=False)
+
+
+def verdict_of(s: SignedWebhook, headers: object, policy: Policy, fast: bool) -> str:
+    """Like verdict(), for any header shape."""
+    return verdict(s, headers, policy, fast)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        ["content-type", "@method", "content-digest", "@path"],
+        ["date", "@authority", "@target-uri", "content-digest", "@method", "@path"],
+        ["@path", "@method", "@query", "@request-target", "@scheme", "content-digest"],
+    ],
+)
+@pytest.mark.parametrize("dialect", ["upvest-v6", "rfc9421"])
+def test_fast_path_takes_any_component_order(components: list[str], dialect: str) -> None:
+    """Derived components and fields in any order verify on the fast path."""
+    s = sign_webhook(
+        b"{}",
+        key=KEY,
+        url="https://receiver.example/hook" + ("?x=1" if "@query" in components else ""),
+        created=REFERENCE_NOW,
+        dialect=dialect,  # type: ignore[arg-type]
+        digest="content-digest",
+        components=components,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verify_module, "parse_signatures", None)  # would crash if called
+        result = verify(s.method, s.url, s.headers, s.body, keys=KEYS, now=REFERENCE_NOW)
+    assert result.covered_components == tuple(f'"{c}"' for c in components)
+    assert result.dialect.layout == dialect

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+import upvest_verify._fast as fast_module
 import upvest_verify._verify as verify_module
 from upvest_verify import (
     InvalidSignature,
@@ -133,6 +134,7 @@ def _count_verifies(mp: pytest.MonkeyPatch) -> list[int]:
         return real(*args)  # type: ignore[arg-type]
 
     mp.setattr(verify_module, "verify_signature", counting)
+    mp.setattr(fast_module, "verify_signature", counting)
     return calls
 
 

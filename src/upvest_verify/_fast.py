@@ -1,0 +1,470 @@
+"""The fast path: a canonical single-signature webhook, straight from the raw inputs.
+
+Upvest sends one signature whose ``Signature-Input`` is in canonical RFC 8941 form::
+
+    sig1=("@method" "@path" ... "content-digest");keyid="...";created=...;expires=...;nonce="..."
+
+For exactly that shape the strict machinery (field-line grouping, the SF parser,
+``Message``, ``SignatureInput``) can be skipped. The head, ``sig1=(...)``, is the
+same on every request from a sender: it is validated once (a regex that admits
+only plain component names and single spaces, then the strict component checks)
+and compiled into a :class:`_Plan`, cached by its text, that says how to fetch
+each value and holds the base's template for each layout. Per request only the
+parameters are matched, by a regex that admits strings without escapes and
+canonical integers, so the received text *is* the strict re-serialisation of
+``@signature-params``.
+
+:func:`fast_verify` returns ``None`` as soon as anything is outside that subset or
+any check before the signature fails (a repeated or non-``str`` header name, an
+odd component, a non-canonical digest value, a time-window or policy failure...):
+the strict path in :mod:`._verify` then decides, and it is the only source of
+errors but one. The exception is ``bad_signature`` after every check passed and
+every layout was tried: the strict path would reach the same verdict, so it is
+raised here rather than paying for the ECDSA verifies twice.
+tests/core/test_fast_path.py checks that both paths give the same verdicts.
+
+Measure before and after any change here (``benchmarks/bench_verify.py``): this
+function is most of what the library costs beyond the cryptography.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from binascii import Error as BinasciiError
+from binascii import a2b_base64, b2a_base64
+from dataclasses import dataclass
+from hashlib import sha256, sha512
+from hmac import compare_digest
+from typing import Literal, cast
+
+from . import _sfv
+from ._crypto import decode_signature, verify_signature
+from ._keyset import KeySet
+from ._message import _split_url
+from ._policy import Policy
+from ._result import DigestField, Layout, VerifiedWebhook, new_verified_webhook
+from ._verify import (
+    _QUERY_COVERAGE,
+    DEFAULT_LAYOUTS,
+    V6_FIRST,
+    Coverage,
+    _check_params,
+    _components,
+    _dialect,
+    bad_signature_error,
+)
+from .errors import VerificationError
+
+__all__ = ["fast_verify"]
+
+ENABLED = True  # tests switch it off to compare both paths
+
+_COMPONENT = r'"[a-z0-9@!#$%&\'*+\-.^_`|~]+"'
+_HEAD = re.compile(rf"([a-z*][a-z0-9_\-.*]*)=\(((?:{_COMPONENT}(?: {_COMPONENT})*)?)\)")
+_HEAD_MAX = 2048  # longer heads are not cached; the strict path takes them
+_TEXT = r'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'  # an sf-string without escapes
+_INT = r"(0|[1-9][0-9]{0,14})"  # a canonical sf-integer >= 0
+# The parameters in the order of Upvest's documentation, in one match (a pure
+# speed-up: any other order goes through _PARAMS and _PARAM).
+_UPVEST_PARAMS = re.compile(
+    rf';keyid="([\x20\x21\x23-\x5b\x5d-\x7e]{{1,256}})";created={_INT};expires={_INT};nonce={_TEXT}'
+)
+_PARAMS = re.compile(rf"(?:;(?:keyid|nonce|alg|tag)={_TEXT}|;(?:created|expires)={_INT})+")
+_PARAM = re.compile(rf";([a-z]+)=(?:{_TEXT}|{_INT})")
+_B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+# Derived components the fast path computes; anything else takes the strict path.
+_METHOD, _PATH, _QUERY, _REQUEST_TARGET, _AUTHORITY, _SCHEME, _TARGET_URI = range(7)
+_DERIVED = {
+    "@method": _METHOD,
+    "@path": _PATH,
+    "@query": _QUERY,
+    "@request-target": _REQUEST_TARGET,
+    "@authority": _AUTHORITY,
+    "@scheme": _SCHEME,
+    "@target-uri": _TARGET_URI,
+}
+_METHOD_PATH = (_METHOD, _PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A signature head (``label=(components)``) compiled for the fast path.
+
+    The base is built with ``%`` from the derived values (in order), then the
+    field values (in order), then ``@signature-params``.
+
+    Attributes:
+        label: The signature label.
+        signature_prefix: What the ``Signature`` value starts with: ``label=:``.
+        coverage: The validated components.
+        derived: The derived components' kinds, in order.
+        fields: The covered field names, in order.
+        strip: ``" "`` once per field (the argument ``str.strip`` is mapped with).
+        order: Which argument goes on each line, when that is not the order above.
+        digest: Index in ``fields`` of the one covered digest field, or -1.
+        legacy: That field is ``digest`` (RFC 3230), not ``content-digest``.
+        covers_query: ``@query``, ``@target-uri`` or ``@request-target`` is covered.
+        first_layouts: Layout order before anything is learnt: the one matching the
+            covered digest field first.
+        templates: Per layout, the base as a ``%`` template.
+    """
+
+    label: str
+    signature_prefix: str
+    coverage: Coverage
+    derived: tuple[int, ...]
+    fields: tuple[str, ...]
+    strip: tuple[str, ...]
+    order: tuple[int, ...] | None
+    digest: int
+    legacy: bool
+    covers_query: bool
+    first_layouts: tuple[Layout, ...]
+    templates: dict[Layout, str]
+
+
+def _compile(label: str, coverage: Coverage) -> _Plan | None:
+    derived: list[int] = []
+    fields: list[str] = []
+    for comp in coverage.components:
+        if comp.params:
+            return None  # ;sf, ;key, ;bs, ;name...: the strict path
+        if comp.is_derived:
+            kind = _DERIVED.get(comp.name)
+            if kind is None:
+                return None  # @query-param, @status: the strict path
+            derived.append(kind)
+        else:
+            fields.append(comp.name)
+    if len(coverage.digests) > 1:
+        return None
+    # Values arrive derived first, then fields; a list that interleaves them (rare:
+    # Upvest lists @method, @path, @query first) needs them put in covered order.
+    argument = []
+    n_derived = n_fields = 0
+    for comp in coverage.components:
+        if comp.is_derived:
+            argument.append(n_derived)
+            n_derived += 1
+        else:
+            argument.append(len(derived) + n_fields)
+            n_fields += 1
+    templates: dict[Layout, str] = {}
+    for layout in DEFAULT_LAYOUTS:
+        quoted = layout == "rfc9421"
+        names = [c.quoted if quoted else c.unquoted for c in coverage.components]
+        names.append('"@signature-params"' if quoted else "@signature-params")
+        # "%" is a token character, so escape it; values are only ever arguments.
+        templates[layout] = "\n".join(name.replace("%", "%%") + ": %s" for name in names)
+    digest = -1
+    if coverage.digests:
+        digest = fields.index(coverage.components[coverage.digests[0]].name)
+    first = DEFAULT_LAYOUTS
+    for comp in coverage.components:
+        if comp.name in ("digest", "content-digest"):
+            first = V6_FIRST if comp.name == "digest" else DEFAULT_LAYOUTS
+            break
+    return _Plan(
+        label=label,
+        signature_prefix=label + "=:",
+        coverage=coverage,
+        # The usual pair is the module's own tuple, so the hot path tests it with "is".
+        derived=_METHOD_PATH if tuple(derived) == _METHOD_PATH else tuple(derived),
+        fields=tuple(fields),
+        strip=(" ",) * len(fields),
+        order=None if argument == sorted(argument) else (*argument, len(argument)),
+        digest=digest,
+        legacy=digest >= 0 and fields[digest] == "digest",
+        covers_query=not coverage.names.isdisjoint(_QUERY_COVERAGE),
+        first_layouts=first,
+        templates=templates,
+    )
+
+
+# head -> its plan, or False when the strict path must take it.
+_PLANS: dict[str, _Plan | Literal[False]] = {}
+_PLAN_CAP = 256
+
+
+def _plan(head: str) -> _Plan | Literal[False]:
+    if len(head) > _HEAD_MAX:
+        return False
+    plan: _Plan | None = None
+    match = _HEAD.fullmatch(head)
+    if match is not None:
+        try:
+            parsed = _sfv.parse_list("(" + match.group(2) + ")", allow_duplicates=False)
+            # The strict validation, uncapped: the policy's cap is checked per request.
+            coverage = _components(parsed[0][0], None)  # type: ignore[arg-type]
+            plan = _compile(match.group(1), coverage)
+        except (_sfv.SFError, VerificationError):
+            plan = None  # the strict path reports it
+    if len(_PLANS) >= _PLAN_CAP:
+        _PLANS.clear()
+    result: _Plan | Literal[False] = False if plan is None else plan
+    _PLANS[head] = result
+    return result
+
+
+def _header_dict(headers: object) -> dict[str, str] | None:
+    # A list, tuple or dict of str pairs whose names are all distinct once lower-cased
+    # (the strict path combines repeated lines). Adapters pass lower-case names, so the
+    # usual case is one dict() and two C-level joins, which also prove that every
+    # name and value is a str.
+    kind = type(headers)
+    fields: dict[str, str]
+    try:
+        if kind is list or kind is tuple:
+            fields = dict(cast("list[tuple[str, str]]", headers))
+        elif kind is dict:
+            fields = cast("dict[str, str]", headers)
+        else:
+            return None
+        names = "".join(fields)
+        "".join(fields.values())
+    except (TypeError, ValueError):
+        return None
+    # ASCII and already lower-case (str.lower of non-ASCII text is context-dependent).
+    if not names.isascii() or names.lower() != names:
+        fields = {name.lower(): value for name, value in fields.items()}
+    if len(fields) != len(headers):  # type: ignore[arg-type]
+        return None
+    return fields
+
+
+def _derived(
+    kinds: tuple[int, ...],
+    method: str,
+    scheme: str | None,
+    authority: str | None,
+    path: str,
+    query: str | None,
+) -> list[str] | None:
+    values = []
+    for kind in kinds:
+        if kind == _METHOD:
+            values.append(method)
+        elif kind == _PATH:
+            values.append(path)
+        elif kind == _QUERY:
+            values.append("?" + (query or ""))
+        elif kind == _REQUEST_TARGET:
+            values.append(path if query is None else f"{path}?{query}")
+        elif authority is None or scheme is None:
+            return None  # origin-form URL: @authority comes from Host (strict path)
+        elif kind == _AUTHORITY:
+            values.append(authority)
+        elif kind == _SCHEME:
+            values.append(scheme)
+        else:
+            target = f"{scheme}://{authority}{path}"
+            values.append(target if query is None else f"{target}?{query}")
+    return values
+
+
+if sys.version_info >= (3, 11):
+
+    def _b64decode(encoded: str) -> bytes | None:
+        # strict_mode refuses anything outside the alphabet and misplaced padding.
+        try:
+            return a2b_base64(encoded, strict_mode=True)
+        except BinasciiError:
+            return None
+
+else:  # pragma: no cover - Python 3.10
+
+    def _b64decode(encoded: str) -> bytes | None:
+        return a2b_base64(encoded) if _B64.fullmatch(encoded) else None
+
+
+def _signature_bytes(encoded: str) -> bytes | None:
+    # RFC 8941 byte sequence content, padded (unpadded base64 is the strict path's);
+    # strict_mode accepts padding beyond the last quad ("AAAA===="): refused first.
+    if len(encoded) % 4 or "=" in encoded[:-2]:
+        return None
+    return _b64decode(encoded)
+
+
+def fast_verify(
+    method: str,
+    url: str,
+    headers: object,
+    body: bytes,
+    keys: KeySet,
+    now: float,
+    policy: Policy,
+    layouts: tuple[Layout, ...],
+) -> VerifiedWebhook | None:
+    """Verify a canonical webhook, or return ``None`` for the strict path to decide.
+
+    Args: as for :func:`upvest_verify.verify`, with ``layouts`` the learnt order.
+
+    Returns:
+        The verified webhook, or ``None``.
+
+    Raises:
+        VerificationError: ``bad_signature`` once everything else checked out.
+    """
+    fields = _header_dict(headers)
+    if fields is None or type(body) is not bytes or len(body) > policy.max_body_size:
+        return None
+    if type(method) is not str or not method or type(url) is not str:
+        return None
+
+    si_value = fields.get("signature-input")
+    sig_value = fields.get("signature")
+    if si_value is None or sig_value is None:
+        return None
+    si_value = si_value.strip(" ")
+    sig_value = sig_value.strip(" ")
+    if len(si_value) + len(sig_value) > policy.max_header_bytes:
+        return None
+    close = si_value.find(")") + 1
+    plan = _PLANS.get(si_value[:close])
+    if plan is None:
+        plan = _plan(si_value[:close])
+    if not plan:
+        return None
+    label = plan.label
+    if policy.labels and label not in policy.labels:
+        return None
+    if len(plan.coverage.components) > policy.max_components:
+        return None
+    if not sig_value.startswith(plan.signature_prefix) or sig_value[-1] != ":":
+        return None
+
+    created: int | None
+    expires: int | None
+    params: dict[str, _sfv.BareItem] | None = None
+    usual = _UPVEST_PARAMS.fullmatch(si_value, close)
+    if usual is not None:
+        kid, created_text, expires_text, nonce = usual.groups()
+        created = int(created_text)
+        expires = int(expires_text)
+    else:
+        if _PARAMS.fullmatch(si_value, close) is None:
+            return None
+        params = {}
+        for key, text, number in _PARAM.findall(si_value, close):
+            if key in params:
+                return None  # duplicate parameter: the strict path rejects it
+            params[key] = text if not number else int(number)
+        try:
+            _check_params(params, policy)
+        except VerificationError:
+            return None
+        # _check_params proved the types: keyid and nonce strings, the times ints.
+        kid = cast(str, params["keyid"])
+        nonce = cast("str | None", params.get("nonce"))
+        created = cast("int | None", params.get("created"))
+        expires = cast("int | None", params.get("expires"))
+
+    try:
+        scheme, authority, path, query = _split_url(url)
+    except VerificationError:
+        return None
+    # Coverage policy (upvest-protocol.md §8.4), as _verify._check_coverage.
+    if not plan.coverage.names.issuperset(policy.required_components):
+        return None
+    if policy.require_digest and body and plan.digest < 0:
+        return None
+    if policy.require_query and query and not plan.covers_query:
+        return None
+
+    # Time window, as _verify._check_time.
+    skew = policy.skew
+    if created is not None and created > now + skew:
+        return None
+    if expires is not None:
+        if created is not None and (
+            expires <= created
+            or (policy.max_window is not None and expires - created > policy.max_window)
+        ):
+            return None
+        if expires < now - skew:
+            return None
+    elif created is not None and now - created > policy.max_age:
+        return None
+
+    key = keys.get(kid)
+    if key is None or key.key_type not in policy.key_types:
+        return None
+    if params is not None and "alg" in params and params["alg"] != key.algorithm:
+        return None
+
+    # Component values: printable ASCII only (RFC 9421 §2.5), checked over all of them
+    # at once; a field is its one line, trimmed (§2.1).
+    args: list[str] | None
+    if plan.derived is _METHOD_PATH:
+        args = [method, path]
+    else:
+        args = _derived(plan.derived, method, scheme, authority, path, query)
+        if args is None:
+            return None
+    try:
+        lines = list(map(fields.__getitem__, plan.fields))
+    except KeyError:
+        return None  # a covered field is absent: component_unavailable
+    digest_field: DigestField | None = None
+    expected = ""
+    if plan.digest >= 0:
+        # Only the value a sender writes for this body; anything else (another
+        # algorithm, several members, a mismatch) is the strict path's to judge.
+        if plan.legacy:
+            expected = "SHA-256=" + b2a_base64(sha256(body).digest(), newline=False).decode()
+            digest_field = "digest"
+        else:
+            expected = "sha-512=:" + b2a_base64(sha512(body).digest(), newline=False).decode()
+            expected += ":"
+            digest_field = "content-digest"
+        value = lines[plan.digest]
+        if not (value.isascii() and compare_digest(value.strip(" "), expected)):
+            return None
+        lines[plan.digest] = ""  # equal to a printable value: no need to check it below
+    joined = "".join(args) + "".join(lines)
+    if not (joined.isascii() and joined.isprintable()):
+        return None
+    lines = list(map(str.strip, lines, plan.strip))
+    if expected:
+        lines[plan.digest] = expected
+
+    raw = _signature_bytes(sig_value[len(plan.signature_prefix) : -1])
+    if raw is None:
+        return None
+    try:
+        signature, encoding = decode_signature(key.key_type, raw, policy.signature_encoding)
+    except VerificationError:
+        return None
+
+    if policy.dialect != "auto":
+        chosen: tuple[Layout, ...] = (policy.dialect,)
+    else:
+        version = fields.get("upvest-signature-version")
+        if version is not None:
+            version = version.strip(" \t")
+        if version == "6":
+            chosen = ("upvest-v6",)
+        elif version == "15":
+            chosen = ("rfc9421",)
+        else:
+            chosen = plan.first_layouts if layouts is DEFAULT_LAYOUTS else layouts
+
+    args += lines
+    args.append(si_value[len(label) + 1 :])
+    values = tuple(args) if plan.order is None else tuple(args[i] for i in plan.order)
+    for layout in chosen:
+        base = (plan.templates[layout] % values).encode("ascii")
+        if verify_signature(key, signature, base):
+            return new_verified_webhook(
+                kid,
+                label,
+                plan.coverage.quoted,
+                created,
+                expires,
+                nonce,
+                _dialect(layout, encoding, digest_field),
+                body,
+            )
+    raise bad_signature_error(label, kid, chosen)
