@@ -6,7 +6,7 @@ import builtins
 import datetime as _dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -232,47 +232,54 @@ class VerifiedWebhook:
         return json.loads(self.body)
 
 
-# The verify path builds one result per request; the dataclass __init__ of a frozen
-# class sets each field through object.__setattr__ (~2 µs for nine fields). Setting
-# the slots through their descriptors gives the same object for a third of that.
-_SLOT_SETTERS = tuple(
-    getattr(VerifiedWebhook, name).__set__
-    for name in (
-        "key_id",
-        "label",
-        "covered_components",
-        "created",
-        "expires",
-        "nonce",
-        "dialect",
-        "body",
-        "_events",
+def _fast_constructor() -> Callable[
+    [str, str, tuple[str, ...], int | None, int | None, str | None, Dialect, bytes],
+    VerifiedWebhook,
+]:
+    # The verify path builds one result per request; the dataclass __init__ of a frozen
+    # class sets each field through object.__setattr__ (~2 µs for nine fields). Setting
+    # the slots through their descriptors, bound once here, gives the same object for a
+    # third of that.
+    new = object.__new__
+    key_id_, label_, covered_, created_, expires_, nonce_, dialect_, body_, events_ = (
+        getattr(VerifiedWebhook, name).__set__
+        for name in (
+            "key_id",
+            "label",
+            "covered_components",
+            "created",
+            "expires",
+            "nonce",
+            "dialect",
+            "body",
+            "_events",
+        )
     )
-)
+
+    def new_verified_webhook(
+        key_id: str,
+        label: str,
+        covered_components: tuple[str, ...],
+        created: int | None,
+        expires: int | None,
+        nonce: str | None,
+        dialect: Dialect,
+        body: bytes,
+    ) -> VerifiedWebhook:
+        """Build a :class:`VerifiedWebhook` exactly as its constructor does, only faster."""
+        webhook: VerifiedWebhook = new(VerifiedWebhook)
+        key_id_(webhook, key_id)
+        label_(webhook, label)
+        covered_(webhook, covered_components)
+        created_(webhook, created)
+        expires_(webhook, expires)
+        nonce_(webhook, nonce)
+        dialect_(webhook, dialect)
+        body_(webhook, body)
+        events_(webhook, None)
+        return webhook
+
+    return new_verified_webhook
 
 
-def new_verified_webhook(
-    key_id: str,
-    label: str,
-    covered_components: tuple[str, ...],
-    created: int | None,
-    expires: int | None,
-    nonce: str | None,
-    dialect: Dialect,
-    body: bytes,
-) -> VerifiedWebhook:
-    """Build a :class:`VerifiedWebhook` exactly as its constructor does, only faster."""
-    webhook = object.__new__(VerifiedWebhook)
-    s_key_id, s_label, s_covered, s_created, s_expires, s_nonce, s_dialect, s_body, s_events = (
-        _SLOT_SETTERS
-    )
-    s_key_id(webhook, key_id)
-    s_label(webhook, label)
-    s_covered(webhook, covered_components)
-    s_created(webhook, created)
-    s_expires(webhook, expires)
-    s_nonce(webhook, nonce)
-    s_dialect(webhook, dialect)
-    s_body(webhook, body)
-    s_events(webhook, None)
-    return webhook
+new_verified_webhook = _fast_constructor()

@@ -159,14 +159,16 @@ class Verifier:
         """The key set or key provider."""
         return self._keys
 
+    def _learn(self, layout: Layout) -> None:
+        self._layouts = (layout, *(x for x in DEFAULT_LAYOUTS if x != layout))
+
     def _check(
         self, method: str, url: str, headers: HeaderInput, body: bytes, keys: KeySet
     ) -> VerifiedWebhook:
         layouts = self._layouts
         result = _verify(method, url, headers, body, keys, self._clock(), self._policy, layouts)
-        layout = result.dialect.layout
-        if layouts[0] != layout:
-            self._layouts = (layout, *(x for x in DEFAULT_LAYOUTS if x != layout))
+        if layouts[0] != result.dialect.layout:
+            self._learn(result.dialect.layout)
         return result
 
     @staticmethod
@@ -187,16 +189,22 @@ class Verifier:
         Raises:
             VerificationError: The webhook is not acceptable.
         """
-        if isinstance(self._keys, KeySet):
-            return self._check(method, url, headers, body, self._keys)
-        snapshot = self._keys.current()
+        keys = self._keys
+        if isinstance(keys, KeySet):
+            # _check() inlined: this is the per-request path of most receivers.
+            layouts = self._layouts
+            result = _verify(method, url, headers, body, keys, self._clock(), self._policy, layouts)
+            if layouts[0] != result.dialect.layout:
+                self._learn(result.dialect.layout)
+            return result
+        snapshot = keys.current()
         try:
             return self._check(method, url, headers, body, snapshot)
         except VerificationError as e:
             kid = self._retry_kid(e, snapshot)
             if kid is None:
                 raise
-            fresh = self._keys.refresh_for(kid)
+            fresh = keys.refresh_for(kid)
             if fresh is None or fresh is snapshot:
                 raise
         return self._check(method, url, headers, body, fresh)
