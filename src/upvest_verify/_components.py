@@ -77,7 +77,7 @@ class Component:
         params: Its parameters in received order (``(("name", "Pet"),)``).
         quoted: The strict RFC 8941 serialisation, e.g. ``"@query-param";name="Pet"``.
         unquoted: The same without quotes around the name (Upvest's v6 base lines).
-        is_plain_field: A field without parameters (the verifier's fast path).
+        is_plain_field: A field without parameters (the strict path reads its single line directly).
         is_derived: A derived (``@``) component.
     """
 
