@@ -33,10 +33,11 @@ import re
 import sys
 from binascii import Error as BinasciiError
 from binascii import a2b_base64, b2a_base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import sha256, sha512
 from hmac import compare_digest
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from . import _sfv
 from ._crypto import DER_MAX, decode_signature, verify_signature
@@ -210,29 +211,60 @@ def _plan(head: str) -> _Plan | Literal[False]:
 
 
 def _header_dict(headers: object) -> dict[str, str] | None:
-    # A list, tuple or dict of str pairs whose names are all distinct once lower-cased
-    # (the strict path combines repeated lines). Adapters pass lower-case names, so the
-    # usual case is one dict() and two C-level joins, which also prove that every
-    # name and value is a str.
+    # The field lines as one dict, when its lower-cased names are all distinct (the
+    # strict path combines repeated lines). Adapters pass lists of lower-case str
+    # pairs, so the usual case is one dict() and two C-level joins, which also prove
+    # that every name and value is a str. A generator is left alone: the strict path
+    # must still be able to read it.
     kind = type(headers)
-    fields: dict[str, str]
-    try:
+    pairs: Any
+    fields: Any
+    if kind is dict:
+        pairs = fields = headers
+    else:
         if kind is list or kind is tuple:
-            fields = dict(headers)  # type: ignore[call-overload]
-        elif kind is dict:
-            fields = headers  # type: ignore[assignment]
+            pairs = headers
+        elif isinstance(headers, Mapping):  # Starlette, Werkzeug, Django headers...
+            try:
+                pairs = list(headers.items())
+            except Exception:
+                return None  # the strict path reads it again and reports the error
         else:
             return None
+        try:
+            fields = dict(pairs)
+        except (TypeError, ValueError):
+            return None  # not (name, value) pairs: the strict path says so
+    try:
         names = "".join(fields)
         "".join(fields.values())
-    except (TypeError, ValueError):
+    except TypeError:
+        fields = _latin1_fields(fields)
+        if fields is None:
+            return None
+    else:
+        # ASCII and already lower-case (str.lower of non-ASCII text is context-dependent).
+        if not names.isascii() or names.lower() != names:
+            fields = {name.lower(): value for name, value in fields.items()}
+    if len(fields) != len(pairs):
         return None
-    # ASCII and already lower-case (str.lower of non-ASCII text is context-dependent).
-    if not names.isascii() or names.lower() != names:
-        fields = {name.lower(): value for name, value in fields.items()}
-    if len(fields) != len(headers):  # type: ignore[arg-type]
-        return None
-    return fields
+    return fields  # type: ignore[no-any-return]  # every name and value is a str by now
+
+
+def _latin1_fields(fields: dict[Any, Any]) -> dict[str, str] | None:
+    # bytes names or values (ASGI scopes), decoded as the strict path decodes them.
+    decoded: dict[str, str] = {}
+    for name, value in fields.items():
+        if type(name) is bytes:
+            name = name.decode("latin-1")
+        elif type(name) is not str:
+            return None
+        if type(value) is bytes:
+            value = value.decode("latin-1")
+        elif type(value) is not str:
+            return None
+        decoded[name.lower()] = value
+    return decoded
 
 
 def _derived(

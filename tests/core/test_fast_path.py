@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import ItemsView, Iterator, Mapping
+from types import MappingProxyType
 
 import pytest
 from core_helpers import REFERENCE_NOW
@@ -127,6 +129,25 @@ COMPONENT_POOL = [
 ]
 
 
+class MultiMapping(Mapping[str, str]):
+    """A header mapping whose items() repeats names, like Starlette's or Werkzeug's."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, name: str) -> str:
+        return next(v for k, v in self._pairs if k.lower() == name.lower())
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def items(self) -> ItemsView[str, str]:
+        return self._pairs  # type: ignore[return-value]
+
+
 def _replace_value(name: str, change: object) -> object:
     def mutate(headers: list[tuple[object, object]]) -> list[tuple[object, object]]:
         return [(k, change(v) if k == name else v) for k, v in headers]  # type: ignore[operator]
@@ -154,6 +175,11 @@ HEADER_MUTATIONS = st.sampled_from(
         lambda h: [*h, ("upvest-signature-version", "7")],
         lambda h: tuple(h),
         lambda h: dict(h),  # type: ignore[arg-type]
+        lambda h: MappingProxyType(dict(h)),  # type: ignore[arg-type]
+        lambda h: MultiMapping(h),  # type: ignore[arg-type]
+        lambda h: MultiMapping([*h, ("Content-Type", "text/plain")]),  # type: ignore[list-item]
+        lambda h: [(k.encode(), v.encode()) for k, v in h] + [(b"X-A", b"\xe9")],  # type: ignore[union-attr]
+        lambda h: [(bytearray(k.encode()), v) for k, v in h],  # type: ignore[union-attr]
         lambda h: iter(h),
         _replace_value("content-type", lambda v: " " + v + "  "),
         _replace_value("content-type", lambda v: v + "\t"),
@@ -288,3 +314,23 @@ def test_fast_path_takes_any_component_order(components: list[str], dialect: str
         result = verify(s.method, s.url, s.headers, s.body, keys=KEYS, now=REFERENCE_NOW)
     assert result.covered_components == tuple(f'"{c}"' for c in components)
     assert result.dialect.layout == dialect
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param(lambda h: h, id="list"),
+        pytest.param(tuple, id="tuple"),
+        pytest.param(dict, id="dict"),
+        pytest.param(lambda h: MultiMapping([(k.title(), v) for k, v in h]), id="mapping"),
+        pytest.param(lambda h: [(k.encode(), v.encode()) for k, v in h], id="asgi-bytes"),
+        pytest.param(lambda h: [(k.upper(), v) for k, v in h], id="upper-case"),
+    ],
+)
+def test_fast_path_takes_the_usual_header_shapes(shape: object) -> None:
+    """Lists, tuples, dicts and mappings, str or bytes, any case: no strict parse."""
+    s = sign_webhook(b"{}", key=KEY, created=REFERENCE_NOW)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verify_module, "parse_signatures", None)  # would crash if called
+        headers = shape(list(s.headers))  # type: ignore[operator]
+        assert verify(s.method, s.url, headers, s.body, keys=KEYS, now=REFERENCE_NOW)
