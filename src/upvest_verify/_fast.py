@@ -42,7 +42,7 @@ from typing import Any, Literal, cast
 from . import _sfv
 from ._crypto import DER_MAX, decode_signature, verify_signature
 from ._keyset import KeySet
-from ._message import _split_url
+from ._message import _URL_CACHE, _split_url
 from ._policy import Policy
 from ._result import DigestField, Layout, VerifiedWebhook, new_verified_webhook
 from ._verify import (
@@ -90,9 +90,30 @@ _METHOD_PATH = (_METHOD, _PATH)
 _P521_DER_MAX = DER_MAX["P-521"]
 
 
-@dataclass(frozen=True, slots=True)
+# What a plan needs of a policy, computed once per (plan, policy): the policy itself,
+# whether the head passes the label, cap and required-component rules, whether a
+# non-empty body or a query would go uncovered, skew, max_window, max_age, key_types,
+# signature_encoding, and the layouts a fixed dialect allows (None for "auto").
+_Bound = tuple[
+    Policy,
+    bool,
+    bool,
+    bool,
+    float,
+    "float | None",
+    float,
+    "frozenset[str]",
+    str,
+    "tuple[Layout, ...] | None",
+]
+
+
+@dataclass(slots=True)
 class _Plan:
     """A signature head (``label=(components)``) compiled for the fast path.
+
+    Immutable but for ``bound``, a memo that a thread may replace at any time (the
+    tuple it holds is never changed).
 
     The base is built with ``%`` from the derived values (in order), then the
     field values (in order), then ``@signature-params``.
@@ -111,6 +132,8 @@ class _Plan:
         first_layouts: Layout order before anything is learnt: the one matching the
             covered digest field first.
         templates: Per layout, the base as a ``%`` template.
+        params_from: Where ``@signature-params`` starts in ``Signature-Input``.
+        bound: The last policy this plan was used with, and what it says (see _Bound).
     """
 
     label: str
@@ -125,6 +148,27 @@ class _Plan:
     covers_query: bool
     first_layouts: tuple[Layout, ...]
     templates: dict[Layout, str]
+    params_from: int
+    bound: _Bound | None = None
+
+
+def _bind(plan: _Plan, policy: Policy) -> _Bound:
+    bound: _Bound = (
+        policy,
+        (not policy.labels or plan.label in policy.labels)
+        and len(plan.coverage.components) <= policy.max_components
+        and plan.coverage.names.issuperset(policy.required_components),
+        policy.require_digest and plan.digest < 0,
+        policy.require_query and not plan.covers_query,
+        policy.skew,
+        policy.max_window,
+        policy.max_age,
+        policy.key_types,
+        policy.signature_encoding,
+        None if policy.dialect == "auto" else (policy.dialect,),
+    )
+    plan.bound = bound
+    return bound
 
 
 def _compile(label: str, coverage: Coverage) -> _Plan | None:
@@ -182,6 +226,7 @@ def _compile(label: str, coverage: Coverage) -> _Plan | None:
         covers_query=not coverage.names.isdisjoint(_QUERY_COVERAGE),
         first_layouts=first,
         templates=templates,
+        params_from=len(label) + 1,
     )
 
 
@@ -352,10 +397,23 @@ def fast_verify(
         plan = _plan(si_value[:close])
     if not plan:
         return None
-    label = plan.label
-    if policy.labels and label not in policy.labels:
-        return None
-    if len(plan.coverage.components) > policy.max_components:
+    bound = plan.bound
+    if bound is None or bound[0] is not policy:
+        bound = _bind(plan, policy)
+    (
+        _,
+        head_ok,
+        body_uncovered,
+        query_uncovered,
+        skew,
+        max_window,
+        max_age,
+        key_types,
+        signature_encoding,
+        fixed_layouts,
+    ) = bound
+    # Labels, component cap, required components (upvest-protocol.md §8.4).
+    if not head_ok:
         return None
     if not sig_value.startswith(plan.signature_prefix) or sig_value[-1] != ":":
         return None
@@ -386,35 +444,32 @@ def fast_verify(
         created = cast("int | None", params.get("created"))
         expires = cast("int | None", params.get("expires"))
 
-    try:
-        scheme, authority, path, query = _split_url(url)
-    except VerificationError:
-        return None
-    # Coverage policy (upvest-protocol.md §8.4), as _verify._check_coverage.
-    if not plan.coverage.names.issuperset(policy.required_components):
-        return None
-    if policy.require_digest and body and plan.digest < 0:
-        return None
-    if policy.require_query and query and not plan.covers_query:
+    split = _URL_CACHE.get(url)
+    if split is None:
+        try:
+            split = _split_url(url)
+        except VerificationError:
+            return None
+    scheme, authority, path, query = split
+    # The rest of the coverage policy, as _verify._check_coverage.
+    if (body_uncovered and body) or (query_uncovered and query):
         return None
 
     # Time window, as _verify._check_time.
-    skew = policy.skew
     if created is not None and created > now + skew:
         return None
     if expires is not None:
         if created is not None and (
-            expires <= created
-            or (policy.max_window is not None and expires - created > policy.max_window)
+            expires <= created or (max_window is not None and expires - created > max_window)
         ):
             return None
         if expires < now - skew:
             return None
-    elif created is not None and now - created > policy.max_age:
+    elif created is not None and now - created > max_age:
         return None
 
-    key = keys.get(kid)
-    if key is None or key.key_type not in policy.key_types:
+    key = keys._keys.get(kid)  # KeySet.get without the call: usable keys only
+    if key is None or key.key_type not in key_types:
         return None
     if params is not None and "alg" in params and params["alg"] != key.algorithm:
         return None
@@ -465,17 +520,18 @@ def fast_verify(
         return None
     if raw[:1] == b"\x30" and key.key_type == "P-521" and len(raw) <= _P521_DER_MAX:
         # What decode_signature decides for these bytes, without the call.
-        if policy.signature_encoding == "raw":
+        if signature_encoding == "raw":
             return None
         signature, encoding = raw, "der"
     else:
         try:
-            signature, encoding = decode_signature(key.key_type, raw, policy.signature_encoding)
+            signature, encoding = decode_signature(key.key_type, raw, signature_encoding)  # type: ignore[arg-type]
         except VerificationError:
             return None
 
-    if policy.dialect != "auto":
-        chosen: tuple[Layout, ...] = (policy.dialect,)
+    chosen: tuple[Layout, ...]
+    if fixed_layouts is not None:
+        chosen = fixed_layouts
     else:
         version = fields.get("upvest-signature-version")
         if version is not None:
@@ -488,14 +544,14 @@ def fast_verify(
             chosen = plan.first_layouts if layouts is DEFAULT_LAYOUTS else layouts
 
     args += lines
-    args.append(si_value[len(label) + 1 :])
+    args.append(si_value[plan.params_from :])
     values = tuple(args) if plan.order is None else tuple(args[i] for i in plan.order)
     for layout in chosen:
         base = (plan.templates[layout] % values).encode("ascii")
         if verify_signature(key, signature, base):
             return new_verified_webhook(
                 kid,
-                label,
+                plan.label,
                 plan.coverage.quoted,
                 created,
                 expires,
@@ -503,4 +559,4 @@ def fast_verify(
                 _dialect(layout, encoding, digest_field),
                 body,
             )
-    raise bad_signature_error(label, kid, chosen)
+    raise bad_signature_error(plan.label, kid, chosen)
