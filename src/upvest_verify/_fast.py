@@ -43,7 +43,7 @@ from . import _sfv
 from ._crypto import DER_MAX, decode_signature, verify_signature
 from ._keyset import KeySet
 from ._message import _URL_CACHE, _split_url
-from ._policy import Policy
+from ._policy import EncodingSetting, Policy
 from ._result import DigestField, Layout, VerifiedWebhook, new_verified_webhook
 from ._verify import (
     _QUERY_COVERAGE,
@@ -103,7 +103,7 @@ _Bound = tuple[
     "float | None",
     float,
     "frozenset[str]",
-    str,
+    EncodingSetting,
     "tuple[Layout, ...] | None",
 ]
 
@@ -525,7 +525,7 @@ def fast_verify(
         signature, encoding = raw, "der"
     else:
         try:
-            signature, encoding = decode_signature(key.key_type, raw, signature_encoding)  # type: ignore[arg-type]
+            signature, encoding = decode_signature(key.key_type, raw, signature_encoding)
         except VerificationError:
             return None
 
