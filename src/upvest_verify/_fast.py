@@ -92,15 +92,16 @@ _P521_DER_MAX = DER_MAX["P-521"]
 
 # What a plan needs of a policy, computed once per (plan, policy): the policy itself,
 # whether the head passes the label, cap and required-component rules, whether a
-# non-empty body or a query would go uncovered, skew, max_window, max_age, key_types,
-# signature_encoding, and the layouts a fixed dialect allows (None for "auto").
+# non-empty body or a query would go uncovered, skew, max_window (inf for None),
+# max_age, key_types, signature_encoding, and the layouts a fixed dialect allows
+# (None for "auto").
 _Bound = tuple[
     Policy,
     bool,
     bool,
     bool,
     float,
-    "float | None",
+    float,
     float,
     "frozenset[str]",
     EncodingSetting,
@@ -161,7 +162,7 @@ def _bind(plan: _Plan, policy: Policy) -> _Bound:
         policy.require_digest and plan.digest < 0,
         policy.require_query and not plan.covers_query,
         policy.skew,
-        policy.max_window,
+        float("inf") if policy.max_window is None else policy.max_window,
         policy.max_age,
         policy.key_types,
         policy.signature_encoding,
@@ -426,6 +427,14 @@ def fast_verify(
         kid, created_text, expires_text, nonce = usual.groups()
         created = int(created_text)
         expires = int(expires_text)
+        # The time window of _verify._check_time with both parameters present.
+        if not (
+            created < expires
+            and expires - created <= max_window
+            and created <= now + skew
+            and now - skew <= expires
+        ):
+            return None
     else:
         if _PARAMS.fullmatch(si_value, close) is None:
             return None
@@ -443,6 +452,16 @@ def fast_verify(
         nonce = cast("str | None", params.get("nonce"))
         created = cast("int | None", params.get("created"))
         expires = cast("int | None", params.get("expires"))
+        # Time window, as _verify._check_time.
+        if created is not None and created > now + skew:
+            return None
+        if expires is not None:
+            if created is not None and (expires <= created or expires - created > max_window):
+                return None
+            if expires < now - skew:
+                return None
+        elif created is not None and now - created > max_age:
+            return None
 
     split = _URL_CACHE.get(url)
     if split is None:
@@ -453,19 +472,6 @@ def fast_verify(
     scheme, authority, path, query = split
     # The rest of the coverage policy, as _verify._check_coverage.
     if (body_uncovered and body) or (query_uncovered and query):
-        return None
-
-    # Time window, as _verify._check_time.
-    if created is not None and created > now + skew:
-        return None
-    if expires is not None:
-        if created is not None and (
-            expires <= created or (max_window is not None and expires - created > max_window)
-        ):
-            return None
-        if expires < now - skew:
-            return None
-    elif created is not None and now - created > max_age:
         return None
 
     key = keys._keys.get(kid)  # KeySet.get without the call: usable keys only
@@ -493,11 +499,10 @@ def fast_verify(
         # Only the value a sender writes for this body; anything else (another
         # algorithm, several members, a mismatch) is the strict path's to judge.
         if plan.legacy:
-            expected = "SHA-256=" + b2a_base64(sha256(body).digest(), newline=False).decode()
+            expected = f"SHA-256={b2a_base64(sha256(body).digest(), newline=False).decode()}"
             digest_field = "digest"
         else:
-            expected = "sha-512=:" + b2a_base64(sha512(body).digest(), newline=False).decode()
-            expected += ":"
+            expected = f"sha-512=:{b2a_base64(sha512(body).digest(), newline=False).decode()}:"
             digest_field = "content-digest"
         value = lines[plan.digest]
         if not (value.isascii() and compare_digest(value.strip(" "), expected)):

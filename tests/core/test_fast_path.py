@@ -26,13 +26,17 @@ KEY: SigningKey = generate_key()
 KEYS: KeySet = make_key_set(KEY)
 
 
-def verdict(s: SignedWebhook, headers: list[tuple[str, str]], policy: Policy, fast: bool) -> str:
+def verdict(
+    s: SignedWebhook,
+    headers: list[tuple[str, str]],
+    policy: Policy,
+    fast: bool,
+    now: int = REFERENCE_NOW,
+) -> str:
     """Verify with the fast path on or off; return the dialect or the reason."""
     fast_module.ENABLED = fast
     try:
-        result = verify(
-            s.method, s.url, headers, s.body, keys=KEYS, now=REFERENCE_NOW, policy=policy
-        )
+        result = verify(s.method, s.url, headers, s.body, keys=KEYS, now=now, policy=policy)
     except VerificationError as e:
         return e.reason.value
     finally:
@@ -334,3 +338,31 @@ def test_fast_path_takes_the_usual_header_shapes(shape: object) -> None:
         mp.setattr(verify_module, "parse_signatures", None)  # would crash if called
         headers = shape(list(s.headers))  # type: ignore[operator]
         assert verify(s.method, s.url, headers, s.body, keys=KEYS, now=REFERENCE_NOW)
+
+
+@pytest.mark.parametrize(
+    ("created", "expires", "now", "policy", "accepted"),
+    [
+        pytest.param(1000, 1060, 1000 - 60, Policy(), True, id="created-at-now-plus-skew"),
+        pytest.param(1000, 1060, 999 - 60, Policy(), False, id="created-past-now-plus-skew"),
+        pytest.param(1000, 1060, 1060 + 60, Policy(), True, id="expires-at-now-minus-skew"),
+        pytest.param(1000, 1060, 1061 + 60, Policy(), False, id="expires-before-now-minus-skew"),
+        pytest.param(1000, 4600, 1000, Policy(), True, id="window-at-max"),
+        pytest.param(1000, 4601, 1000, Policy(), False, id="window-over-max"),
+        pytest.param(1000, 1000 + 86400, 1000, Policy(max_window=None), True, id="no-window-cap"),
+        pytest.param(1000, 1000, 1000, Policy(max_window=None), False, id="expires-equal"),
+    ],
+)
+def test_fast_path_time_window_edges(
+    created: int, expires: int, now: int, policy: Policy, accepted: bool
+) -> None:
+    """The fast path's window check accepts and refuses exactly at the edges."""
+    s = sign_webhook(b"{}", key=KEY, created=created, expires=expires)
+    for fast in (True, False):
+        assert (verdict(s, list(s.headers), policy, fast, now=now) == "upvest-v6/der/digest") is (
+            accepted
+        )
+    if accepted:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(verify_module, "parse_signatures", None)  # would crash if called
+            assert verify(s.method, s.url, s.headers, s.body, keys=KEYS, now=now, policy=policy)
