@@ -4,8 +4,9 @@ Upvest sends one signature whose ``Signature-Input`` is in canonical RFC 8941 fo
 
     sig1=("@method" "@path" ... "content-digest");keyid="...";created=...;expires=...;nonce="..."
 
-For exactly that shape the strict machinery (field-line grouping, the SF parser,
-``Message``, ``SignatureInput``) can be skipped. The head, ``sig1=(...)``, is the
+For exactly that shape, with the header fields given as a list, tuple, dict or
+mapping of ``str`` or ``bytes`` pairs, the strict machinery (field-line grouping, the
+SF parser, ``Message``, ``SignatureInput``) can be skipped. The head, ``sig1=(...)``, is the
 same on every request from a sender: it is validated once (a regex that admits
 only plain component names and single spaces, then the strict component checks)
 and compiled into a :class:`_Plan`, cached by its text, that says how to fetch
@@ -15,8 +16,8 @@ canonical integers, so the received text *is* the strict re-serialisation of
 ``@signature-params``.
 
 :func:`fast_verify` returns ``None`` as soon as anything is outside that subset or
-any check before the signature fails (a repeated or non-``str`` header name, an
-odd component, a non-canonical digest value, a time-window or policy failure...):
+any check before the signature fails (a repeated header name, an odd component, a
+non-canonical digest value, a time-window or policy failure...):
 the strict path in :mod:`._verify` then decides, and it is the only source of
 errors but one. The exception is ``bad_signature`` after every check passed and
 every layout was tried: the strict path would reach the same verdict, so it is
