@@ -519,7 +519,7 @@ def fast_verify(
     # An RFC 8941 byte sequence, padded (unpadded base64 is the strict path's);
     # strict_mode accepts padding beyond the last quad ("AAAA===="): refused first.
     encoded = sig_value[len(plan.signature_prefix) : -1]
-    if len(encoded) % 4 or "=" in encoded[:-2]:
+    if len(encoded) % 4 or encoded.find("=", 0, -2) >= 0:
         return None
     raw = _b64decode(encoded)
     if raw is None:

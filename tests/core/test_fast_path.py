@@ -202,6 +202,8 @@ HEADER_MUTATIONS = st.sampled_from(
         _replace_value("digest", lambda v: " " + v + " "),
         _replace_value("digest", lambda v: v.replace("A", "B", 1)),
         _replace_value("signature", lambda v: v.replace("==:", "====:")),
+        _replace_value("signature", lambda v: v.replace("==:", "======:")),
+        _replace_value("signature", lambda v: v.replace("==:", ":")),
         _replace_value("signature", lambda v: v.replace(":", ": ", 1)),
         _replace_value("signature", lambda v: v[:-1] + ";x"),
         _replace_value("signature", lambda v: v[:-1] + "\u00e9:"),
