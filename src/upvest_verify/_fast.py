@@ -55,6 +55,7 @@ from ._verify import (
     _components,
     _dialect,
     bad_signature_error,
+    time_window_error,
 )
 from .errors import VerificationError
 
@@ -94,14 +95,13 @@ _P521_DER_MAX = DER_MAX["P-521"]
 # What a plan needs of a policy, computed once per (plan, policy): the policy itself,
 # whether the head passes the label, cap and required-component rules, whether a
 # non-empty body or a query would go uncovered, skew, max_window (inf for None),
-# max_age, key_types, signature_encoding, and the layouts a fixed dialect allows
-# (None for "auto").
+# key_types, signature_encoding, and the layouts a fixed dialect allows (None for
+# "auto").
 _Bound = tuple[
     Policy,
     bool,
     bool,
     bool,
-    float,
     float,
     float,
     "frozenset[str]",
@@ -164,7 +164,6 @@ def _bind(plan: _Plan, policy: Policy) -> _Bound:
         policy.require_query and not plan.covers_query,
         policy.skew,
         float("inf") if policy.max_window is None else policy.max_window,
-        policy.max_age,
         policy.key_types,
         policy.signature_encoding,
         None if policy.dialect == "auto" else (policy.dialect,),
@@ -409,7 +408,6 @@ def fast_verify(
         query_uncovered,
         skew,
         max_window,
-        max_age,
         key_types,
         signature_encoding,
         fixed_layouts,
@@ -428,7 +426,7 @@ def fast_verify(
         kid, created_text, expires_text, nonce = usual.groups()
         created = int(created_text)
         expires = int(expires_text)
-        # The time window of _verify._check_time with both parameters present.
+        # time_window_error() with both parameters present, in one expression.
         if not (
             created < expires
             and expires - created <= max_window
@@ -453,15 +451,7 @@ def fast_verify(
         nonce = cast("str | None", params.get("nonce"))
         created = cast("int | None", params.get("created"))
         expires = cast("int | None", params.get("expires"))
-        # Time window, as _verify._check_time.
-        if created is not None and created > now + skew:
-            return None
-        if expires is not None:
-            if created is not None and (expires <= created or expires - created > max_window):
-                return None
-            if expires < now - skew:
-                return None
-        elif created is not None and now - created > max_age:
+        if time_window_error(created, expires, now, policy) is not None:
             return None
 
     split = _URL_CACHE.get(url)

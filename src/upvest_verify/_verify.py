@@ -232,25 +232,39 @@ def _check_time(sig: SignatureInput, now: float, policy: Policy) -> None:
     expires = sig.params.get("expires")
     assert created is None or type(created) is int
     assert expires is None or type(expires) is int
+    error = time_window_error(created, expires, now, policy)
+    if error is not None:
+        raise error
+
+
+def time_window_error(
+    created: int | None, expires: int | None, now: float, policy: Policy
+) -> VerificationError | None:
+    """Why ``created``/``expires`` fall outside the policy's window at ``now``, if they do.
+
+    Returns:
+        ``created_in_future`` or ``expired``, or ``None`` when the window holds.
+    """
     if created is not None and created > now + policy.skew:
-        raise VerificationError(
+        return VerificationError(
             Reason.CREATED_IN_FUTURE, f"created={created} is after now={now:.0f}"
         )
     if expires is not None:
         if created is not None:
             if expires <= created:
-                raise VerificationError(Reason.EXPIRED, "expires is not after created")
+                return VerificationError(Reason.EXPIRED, "expires is not after created")
             if policy.max_window is not None and expires - created > policy.max_window:
-                raise VerificationError(
+                return VerificationError(
                     Reason.EXPIRED, f"validity window exceeds {policy.max_window:g} s"
                 )
         # The boundary now == expires + skew is still accepted (E2).
         if expires < now - policy.skew:
-            raise VerificationError(Reason.EXPIRED, f"expired at {expires}, now={now:.0f}")
+            return VerificationError(Reason.EXPIRED, f"expired at {expires}, now={now:.0f}")
     elif created is not None and now - created > policy.max_age:
-        raise VerificationError(
+        return VerificationError(
             Reason.EXPIRED, f"created={created} is older than {policy.max_age:g} s"
         )
+    return None
 
 
 def signature_base(
