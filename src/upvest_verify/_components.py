@@ -18,7 +18,7 @@ from . import _sfv
 from ._message import Message
 from .errors import Reason, VerificationError
 
-__all__ = ["Component", "component_value", "parse_component"]
+__all__ = ["Component", "component_value", "parse_component", "request_derived_value"]
 
 # RFC 9421 §2.2: the derived components a request or response can have. Draft-06's
 # "@query-params" and "@request-response" are gone in RFC 9421; "@signature-params"
@@ -283,35 +283,61 @@ def component_value(message: Message, comp: Component) -> list[str]:
         return [f"{message.status:03d}"]
     if message.method is None:
         raise _unavailable(f"{name!r} is not available on a response")
+    if name != "@query-param":
+        value = request_derived_value(
+            name, message.method, message.scheme, message.authority, message.path, message.query
+        )
+        if value is None:
+            if name == "@authority":
+                raise _unavailable('"@authority" needs an absolute URL or a single Host field')
+            raise _unavailable(f"{name!r} needs the absolute URL the request was sent to")
+        return [_check_ascii(name, value)]
+    # "@query-param"; parse_component admits no other name
+    param = dict(comp.params)["name"]
+    assert isinstance(param, str)
+    values = _query_param_values(message, param)
+    if not values:
+        raise _unavailable(f"query parameter {param!r} is absent")
+    return [_check_ascii(name, v) for v in values]
+
+
+def request_derived_value(
+    name: str,
+    method: str,
+    scheme: str | None,
+    authority: str | None,
+    path: str,
+    query: str | None,
+) -> str | None:
+    """The value of a request-derived component other than ``@query-param``.
+
+    Args:
+        name: ``@method``, ``@path``, ``@query``, ``@request-target``, ``@authority``,
+            ``@scheme`` or ``@target-uri``.
+        method, scheme, authority, path, query: The request's parts, as in
+            :class:`~upvest_verify._message.Message`.
+
+    Returns:
+        The value, not yet checked for printable ASCII; ``None`` when the request
+        cannot supply it (no authority, or no scheme, from an origin-form URL).
+    """
     if name == "@method":
         # RFC 9421 §2.2.1: the method as received, case preserved (B19).
-        value = message.method
-    elif name == "@path":
+        return method
+    if name == "@path":
         # RFC 9421 §2.2.6: the raw absolute path; an empty path is "/" (B13).
-        value = message.path
-    elif name == "@query":
+        return path
+    if name == "@query":
         # RFC 9421 §2.2.7: "?" plus the raw query, or "?" alone when there is none.
-        value = "?" + (message.query or "")
-    elif name == "@request-target":
+        return "?" + (query or "")
+    if name == "@request-target":
         # RFC 9421 §2.2.5: origin form for an ordinary request.
-        value = message.path if message.query is None else f"{message.path}?{message.query}"
-    elif name == "@authority":
-        if message.authority is None:
-            raise _unavailable('"@authority" needs an absolute URL or a single Host field')
-        value = message.authority
-    elif name in ("@scheme", "@target-uri"):
-        if message.scheme is None or message.authority is None:
-            raise _unavailable(f"{name!r} needs the absolute URL the request was sent to")
-        if name == "@scheme":
-            value = message.scheme
-        else:
-            target = f"{message.scheme}://{message.authority}{message.path}"
-            value = target if message.query is None else f"{target}?{message.query}"
-    else:  # "@query-param"; parse_component admits no other name
-        param = dict(comp.params)["name"]
-        assert isinstance(param, str)
-        values = _query_param_values(message, param)
-        if not values:
-            raise _unavailable(f"query parameter {param!r} is absent")
-        return [_check_ascii(name, v) for v in values]
-    return [_check_ascii(name, value)]
+        return path if query is None else f"{path}?{query}"
+    if name == "@authority":
+        return authority
+    if scheme is None or authority is None:
+        return None
+    if name == "@scheme":
+        return scheme
+    target = f"{scheme}://{authority}{path}"  # "@target-uri"
+    return target if query is None else f"{target}?{query}"

@@ -41,6 +41,7 @@ from hmac import compare_digest
 from typing import Any, Literal, cast
 
 from . import _sfv
+from ._components import request_derived_value
 from ._crypto import DER_MAX, decode_signature, verify_signature
 from ._keyset import KeySet
 from ._message import _URL_CACHE, _split_url
@@ -77,18 +78,12 @@ _PARAMS = re.compile(rf"(?:;(?:keyid|nonce|alg|tag)={_TEXT}|;(?:created|expires)
 _PARAM = re.compile(rf";([a-z]+)=(?:{_TEXT}|{_INT})")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
-# Derived components the fast path computes; anything else takes the strict path.
-_METHOD, _PATH, _QUERY, _REQUEST_TARGET, _AUTHORITY, _SCHEME, _TARGET_URI = range(7)
-_DERIVED = {
-    "@method": _METHOD,
-    "@path": _PATH,
-    "@query": _QUERY,
-    "@request-target": _REQUEST_TARGET,
-    "@authority": _AUTHORITY,
-    "@scheme": _SCHEME,
-    "@target-uri": _TARGET_URI,
-}
-_METHOD_PATH = (_METHOD, _PATH)
+# Derived components the fast path computes (with request_derived_value); anything
+# else (@query-param, @status) takes the strict path.
+_DERIVED = frozenset(
+    {"@method", "@path", "@query", "@request-target", "@authority", "@scheme", "@target-uri"}
+)
+_METHOD_PATH = ("@method", "@path")
 _P521_DER_MAX = DER_MAX["P-521"]
 
 
@@ -124,7 +119,7 @@ class _Plan:
         label: The signature label.
         signature_prefix: What the ``Signature`` value starts with: ``label=:``.
         coverage: The validated components.
-        derived: The derived components' kinds, in order.
+        derived: The derived components' names, in order.
         fields: The covered field names, in order.
         strip: ``" "`` once per field (the argument ``str.strip`` is mapped with).
         order: Which argument goes on each line, when that is not the order above.
@@ -141,7 +136,7 @@ class _Plan:
     label: str
     signature_prefix: str
     coverage: Coverage
-    derived: tuple[int, ...]
+    derived: tuple[str, ...]
     fields: tuple[str, ...]
     strip: tuple[str, ...]
     order: tuple[int, ...] | None
@@ -173,16 +168,15 @@ def _bind(plan: _Plan, policy: Policy) -> _Bound:
 
 
 def _compile(label: str, coverage: Coverage) -> _Plan | None:
-    derived: list[int] = []
+    derived: list[str] = []
     fields: list[str] = []
     for comp in coverage.components:
         if comp.params:
             return None  # ;sf, ;key, ;bs, ;name...: the strict path
         if comp.is_derived:
-            kind = _DERIVED.get(comp.name)
-            if kind is None:
+            if comp.name not in _DERIVED:
                 return None  # @query-param, @status: the strict path
-            derived.append(kind)
+            derived.append(comp.name)
         else:
             fields.append(comp.name)
     if len(coverage.digests) > 1:
@@ -314,7 +308,7 @@ def _latin1_fields(fields: dict[Any, Any]) -> dict[str, str] | None:
 
 
 def _derived(
-    kinds: tuple[int, ...],
+    names: tuple[str, ...],
     method: str,
     scheme: str | None,
     authority: str | None,
@@ -322,24 +316,11 @@ def _derived(
     query: str | None,
 ) -> list[str] | None:
     values = []
-    for kind in kinds:
-        if kind == _METHOD:
-            values.append(method)
-        elif kind == _PATH:
-            values.append(path)
-        elif kind == _QUERY:
-            values.append("?" + (query or ""))
-        elif kind == _REQUEST_TARGET:
-            values.append(path if query is None else f"{path}?{query}")
-        elif authority is None or scheme is None:
+    for name in names:
+        value = request_derived_value(name, method, scheme, authority, path, query)
+        if value is None:
             return None  # origin-form URL: @authority comes from Host (strict path)
-        elif kind == _AUTHORITY:
-            values.append(authority)
-        elif kind == _SCHEME:
-            values.append(scheme)
-        else:
-            target = f"{scheme}://{authority}{path}"
-            values.append(target if query is None else f"{target}?{query}")
+        values.append(value)
     return values
 
 
