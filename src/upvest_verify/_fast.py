@@ -44,7 +44,7 @@ from . import _sfv
 from ._components import request_derived_value
 from ._crypto import DER_MAX, decode_signature, verify_signature
 from ._keyset import KeySet
-from ._message import _URL_CACHE, _split_url
+from ._message import _URL_CACHE, _split_url, normalise_fields
 from ._policy import EncodingSetting, Policy
 from ._result import DigestField, Layout, VerifiedWebhook, new_verified_webhook
 from ._verify import (
@@ -279,9 +279,14 @@ def _header_dict(headers: object) -> dict[str, str] | None:
         names = "".join(fields)
         "".join(fields.values())
     except TypeError:
-        fields = _latin1_fields(fields)
-        if fields is None:
+        # Not all str (bytes from an ASGI scope): group the lines as the strict path does.
+        try:
+            grouped = normalise_fields(pairs)
+        except VerificationError:
             return None
+        if any(len(lines) > 1 for lines in grouped.values()):
+            return None
+        return {name: lines[0] for name, lines in grouped.items()}
     else:
         # ASCII and already lower-case (str.lower of non-ASCII text is context-dependent).
         if not names.isascii() or names.lower() != names:
@@ -289,22 +294,6 @@ def _header_dict(headers: object) -> dict[str, str] | None:
     if len(fields) != len(pairs):
         return None
     return fields  # type: ignore[no-any-return]  # every name and value is a str by now
-
-
-def _latin1_fields(fields: dict[Any, Any]) -> dict[str, str] | None:
-    # bytes names or values (ASGI scopes), decoded as the strict path decodes them.
-    decoded: dict[str, str] = {}
-    for name, value in fields.items():
-        if type(name) is bytes:
-            name = name.decode("latin-1")
-        elif type(name) is not str:
-            return None
-        if type(value) is bytes:
-            value = value.decode("latin-1")
-        elif type(value) is not str:
-            return None
-        decoded[name.lower()] = value
-    return decoded
 
 
 def _derived(
