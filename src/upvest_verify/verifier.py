@@ -191,12 +191,7 @@ class Verifier:
         """
         keys = self._keys
         if isinstance(keys, KeySet):
-            # _check() inlined: this is the per-request path of most receivers.
-            layouts = self._layouts
-            result = _verify(method, url, headers, body, keys, self._clock(), self._policy, layouts)
-            if layouts[0] != result.dialect.layout:
-                self._learn(result.dialect.layout)
-            return result
+            return self._check(method, url, headers, body, keys)
         snapshot = keys.current()
         try:
             return self._check(method, url, headers, body, snapshot)
