@@ -41,7 +41,6 @@ from .errors import Reason, VerificationError
 
 __all__ = [
     "ALGORITHMS",
-    "DER_MAX",
     "KEY_TYPES",
     "KeyType",
     "SignatureEncoding",
@@ -77,7 +76,7 @@ _ED25519_SIZE: Final = 32  # RFC 8037 §2: 32-byte public key; RFC 8032 §5.1.6:
 # needs a leading 0x00 when its top bit is set, which a 256- or 384-bit n allows, while
 # P-521's top byte is at most 0x01. Anything longer can never verify, so it is rejected
 # before parsing (P-521 DER signatures are 137-139 bytes in practice).
-DER_MAX: Final[dict[str, int]] = {
+_DER_MAX: Final[dict[str, int]] = {
     "P-256": 2 + 2 * (2 + 33),  # 72
     "P-384": 2 + 2 * (2 + 49),  # 104
     "P-521": 3 + 2 * (2 + 66),  # 139
@@ -242,7 +241,7 @@ def decode_signature(
     if encoding != "raw":
         if (
             signature[:1] == b"\x30"
-            and len(signature) <= DER_MAX[key_type]
+            and len(signature) <= _DER_MAX[key_type]
             # A P-521 r||s cannot start with 0x30 (r < n < 2**521), so such bytes are
             # DER or nothing, and OpenSSL's verify rejects any non-strict DER itself: it
             # re-encodes what it parsed and compares (ecdsa_ossl.c, since CVE-2014-8275).

@@ -42,7 +42,7 @@ from typing import Any, Literal, cast
 
 from . import _sfv
 from ._components import request_derived_value
-from ._crypto import DER_MAX, decode_signature, verify_signature
+from ._crypto import decode_signature, verify_signature
 from ._keyset import KeySet
 from ._message import _URL_CACHE, _split_url, normalise_fields
 from ._policy import EncodingSetting, Policy
@@ -84,7 +84,6 @@ _DERIVED = frozenset(
     {"@method", "@path", "@query", "@request-target", "@authority", "@scheme", "@target-uri"}
 )
 _METHOD_PATH = ("@method", "@path")
-_P521_DER_MAX = DER_MAX["P-521"]
 
 
 # What a plan needs of a policy, computed once per (plan, policy): the policy itself,
@@ -484,16 +483,10 @@ def fast_verify(
     raw = _b64decode(encoded)
     if raw is None:
         return None
-    if raw[:1] == b"\x30" and key.key_type == "P-521" and len(raw) <= _P521_DER_MAX:
-        # What decode_signature decides for these bytes, without the call.
-        if signature_encoding == "raw":
-            return None
-        signature, encoding = raw, "der"
-    else:
-        try:
-            signature, encoding = decode_signature(key.key_type, raw, signature_encoding)
-        except VerificationError:
-            return None
+    try:
+        signature, encoding = decode_signature(key.key_type, raw, signature_encoding)
+    except VerificationError:
+        return None
 
     chosen: tuple[Layout, ...]
     if fixed_layouts is not None:
