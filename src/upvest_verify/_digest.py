@@ -13,12 +13,19 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from binascii import b2a_base64
+from collections.abc import Callable, Sequence
 
 from . import _sfv
 from .errors import Reason, VerificationError
 
-__all__ = ["BodyHasher", "check_content_digest", "check_legacy_digest"]
+__all__ = [
+    "BodyHasher",
+    "check_content_digest",
+    "check_legacy_digest",
+    "content_digest",
+    "legacy_digest",
+]
 
 # RFC 9530 §5 registry names (lower case) and RFC 3230 tokens (compared case-insensitively).
 _ALGORITHMS: dict[str, Callable[[bytes], bytes]] = {
@@ -46,11 +53,11 @@ class BodyHasher:
 
     def canonical_content_digest(self) -> str:
         """``sha-512=:<base64>:``, the usual ``Content-Digest`` value for this body."""
-        return "sha-512=:" + base64.b64encode(self.digest("sha-512")).decode("ascii") + ":"
+        return _content_digest_value("sha-512", self.digest("sha-512"))
 
     def canonical_legacy_digest(self) -> str:
         """``SHA-256=<base64>``, the usual (Upvest v6) ``Digest`` value for this body."""
-        return "SHA-256=" + base64.b64encode(self.digest("sha-256")).decode("ascii")
+        return _legacy_digest_value("sha-256", self.digest("sha-256"))
 
     def digest(self, algorithm: str) -> bytes:
         """Return the body's digest under a supported algorithm name (``sha-512``)."""
@@ -58,6 +65,71 @@ class BodyHasher:
         if value is None:
             value = self._cache[algorithm] = _ALGORITHMS[algorithm](self._body)
         return value
+
+
+def _content_digest_value(algorithm: str, digest: bytes) -> str:
+    # RFC 9530 §2: a Dictionary member, algorithm = byte sequence (RFC 8941 §3.3.5).
+    return f"{algorithm}=:{b2a_base64(digest, newline=False).decode('ascii')}:"
+
+
+def _legacy_digest_value(algorithm: str, digest: bytes) -> str:
+    # RFC 3230 §4.3.2 instance-digest, with the algorithm token as registered
+    # (RFC 5843 §2: "SHA-256", "SHA-512") and standard base64.
+    return f"{algorithm.upper()}={b2a_base64(digest, newline=False).decode('ascii')}"
+
+
+_SHA512_ONLY = ("sha-512",)
+_SHA256_ONLY = ("sha-256",)
+
+
+def content_digest(body: bytes, algorithms: Sequence[str] = _SHA512_ONLY) -> str:
+    """Produce the ``Content-Digest`` value a sender writes for ``body`` (RFC 9530).
+
+    Args:
+        body: The raw body.
+        algorithms: Algorithm names, in order (``sha-512``, ``sha-256``).
+
+    Returns:
+        For example ``sha-512=:<base64>:``; several algorithms are comma-separated.
+
+    Raises:
+        ValueError: An algorithm is not supported.
+    """
+    if algorithms is _SHA512_ONLY:  # the verify path's case, without the generality
+        return _content_digest_value("sha-512", hashlib.sha512(body).digest())
+    return ", ".join(_content_digest_value(a, _hash(a, body)) for a in _algorithm_names(algorithms))
+
+
+def legacy_digest(body: bytes, algorithms: Sequence[str] = _SHA256_ONLY) -> str:
+    """Produce the RFC 3230 ``Digest`` value Upvest's v6 signers write for ``body``.
+
+    Args:
+        body: The raw body.
+        algorithms: Algorithm names, in order (``sha-256``, ``sha-512``).
+
+    Returns:
+        For example ``SHA-256=<base64>``; several algorithms are comma-separated.
+
+    Raises:
+        ValueError: An algorithm is not supported.
+    """
+    if algorithms is _SHA256_ONLY:  # the verify path's case, without the generality
+        return _legacy_digest_value("sha-256", hashlib.sha256(body).digest())
+    return ", ".join(_legacy_digest_value(a, _hash(a, body)) for a in _algorithm_names(algorithms))
+
+
+def _algorithm_names(algorithms: Sequence[str]) -> list[str]:
+    if isinstance(algorithms, str):
+        algorithms = (algorithms,)
+    names = [a.lower() for a in algorithms]
+    unknown = [a for a in names if a not in _ALGORITHMS]
+    if unknown or not names:
+        raise ValueError(f"digest algorithms must be among {sorted(_ALGORITHMS)}, got {names}")
+    return names
+
+
+def _hash(algorithm: str, body: bytes) -> bytes:
+    return _ALGORITHMS[algorithm](body)
 
 
 def _compare(hasher: BodyHasher, found: dict[str, bytes], header: str) -> None:

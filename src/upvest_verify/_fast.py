@@ -10,7 +10,7 @@ SF parser, ``Message``, ``SignatureInput``) can be skipped. The head, ``sig1=(..
 same on every request from a sender: it is validated once (a regex that admits
 only plain component names and single spaces, then the strict component checks)
 and compiled into a :class:`_Plan`, cached by its text, that says how to fetch
-each value and holds the base's template for each layout. Per request only the
+each value and holds the base's template for each layout (from :mod:`._base`). Per request only the
 parameters are matched, by a regex that admits strings without escapes and
 canonical integers, so the received text *is* the strict re-serialisation of
 ``@signature-params``.
@@ -24,6 +24,11 @@ every layout was tried: the strict path would reach the same verdict, so it is
 raised here rather than paying for the ECDSA verifies twice.
 tests/core/test_fast_path.py checks that both paths give the same verdicts.
 
+This module recognises shapes; it decides nothing. Every acceptance rule (the
+parameters, the time window, labels, coverage, the key, the layout order) is a
+function of :mod:`._rules`, called here per request or, for what depends only on
+the head and the policy, once per (plan, policy) in :func:`_bind`.
+
 Measure before and after any change here (``benchmarks/bench_verify.py``): this
 function is most of what the library costs beyond the cryptography.
 """
@@ -33,29 +38,31 @@ from __future__ import annotations
 import re
 import sys
 from binascii import Error as BinasciiError
-from binascii import a2b_base64, b2a_base64
+from binascii import a2b_base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from hashlib import sha256, sha512
 from hmac import compare_digest
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from . import _sfv
+from ._base import LAYOUTS, base_template, identifiers
 from ._components import request_derived_value
 from ._crypto import decode_signature, verify_signature
+from ._digest import content_digest, legacy_digest
 from ._keyset import KeySet
-from ._message import _URL_CACHE, _split_url, normalise_fields
+from ._message import normalise_fields, split_url
 from ._policy import EncodingSetting, Policy
-from ._result import DigestField, Layout, VerifiedWebhook, new_verified_webhook
-from ._verify import (
-    _QUERY_COVERAGE,
-    DEFAULT_LAYOUTS,
-    V6_FIRST,
+from ._result import DigestField, Layout, VerifiedWebhook, dialect_of, new_verified_webhook
+from ._rules import (
     Coverage,
-    _check_params,
-    _components,
-    _dialect,
-    bad_signature_error,
+    bad_signature,
+    check_params,
+    choose_layouts,
+    coverage_error,
+    coverage_of,
+    head_error,
+    key_error,
+    label_allowed,
     time_window_error,
 )
 from .errors import VerificationError
@@ -86,22 +93,22 @@ _DERIVED = frozenset(
 _METHOD_PATH = ("@method", "@path")
 
 
-# What a plan needs of a policy, computed once per (plan, policy): the policy itself,
-# whether the head passes the label, cap and required-component rules, whether a
-# non-empty body or a query would go uncovered, skew, max_window (inf for None),
-# key_types, signature_encoding, and the layouts a fixed dialect allows (None for
-# "auto").
-_Bound = tuple[
-    Policy,
-    bool,
-    bool,
-    bool,
-    float,
-    float,
-    "frozenset[str]",
-    EncodingSetting,
-    "tuple[Layout, ...] | None",
-]
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """What the rules say about one plan under one policy, worked out once.
+
+    Attributes:
+        policy: The policy (compared by identity).
+        head_ok: The label may be tried and :func:`._rules.head_error` finds nothing.
+        coverage_ok: :func:`._rules.coverage_error` finds nothing, indexed by
+            ``2 * has_body + has_query``.
+        signature_encoding: The policy's ``signature_encoding``.
+    """
+
+    policy: Policy
+    head_ok: bool
+    coverage_ok: tuple[bool, bool, bool, bool]
+    signature_encoding: EncodingSetting
 
 
 @dataclass(slots=True)
@@ -124,12 +131,9 @@ class _Plan:
         order: Which argument goes on each line, when that is not the order above.
         digest: Index in ``fields`` of the one covered digest field, or -1.
         legacy: That field is ``digest`` (RFC 3230), not ``content-digest``.
-        covers_query: ``@query``, ``@target-uri`` or ``@request-target`` is covered.
-        first_layouts: Layout order before anything is learnt: the one matching the
-            covered digest field first.
         templates: Per layout, the base as a ``%`` template.
         params_from: Where ``@signature-params`` starts in ``Signature-Input``.
-        bound: The last policy this plan was used with, and what it says (see _Bound).
+        bound: The binding to the last policy this plan was used with.
     """
 
     label: str
@@ -141,26 +145,22 @@ class _Plan:
     order: tuple[int, ...] | None
     digest: int
     legacy: bool
-    covers_query: bool
-    first_layouts: tuple[Layout, ...]
     templates: dict[Layout, str]
     params_from: int
-    bound: _Bound | None = None
+    bound: _Binding | None = None
 
 
-def _bind(plan: _Plan, policy: Policy) -> _Bound:
-    bound: _Bound = (
-        policy,
-        (not policy.labels or plan.label in policy.labels)
-        and len(plan.coverage.components) <= policy.max_components
-        and plan.coverage.names.issuperset(policy.required_components),
-        policy.require_digest and plan.digest < 0,
-        policy.require_query and not plan.covers_query,
-        policy.skew,
-        float("inf") if policy.max_window is None else policy.max_window,
-        policy.key_types,
-        policy.signature_encoding,
-        None if policy.dialect == "auto" else (policy.dialect,),
+def _bind(plan: _Plan, policy: Policy) -> _Binding:
+    coverage = plan.coverage
+    bound = _Binding(
+        policy=policy,
+        head_ok=label_allowed(plan.label, policy) and head_error(coverage, policy) is None,
+        coverage_ok=tuple(  # type: ignore[arg-type]  # four, by construction
+            coverage_error(coverage, policy, has_body=body, has_query=query) is None
+            for body in (False, True)
+            for query in (False, True)
+        ),
+        signature_encoding=policy.signature_encoding,
     )
     plan.bound = bound
     return bound
@@ -191,21 +191,12 @@ def _compile(label: str, coverage: Coverage) -> _Plan | None:
         else:
             argument.append(len(derived) + n_fields)
             n_fields += 1
-    templates: dict[Layout, str] = {}
-    for layout in DEFAULT_LAYOUTS:
-        quoted = layout == "rfc9421"
-        names = [c.quoted if quoted else c.unquoted for c in coverage.components]
-        names.append('"@signature-params"' if quoted else "@signature-params")
-        # "%" is a token character, so escape it; values are only ever arguments.
-        templates[layout] = "\n".join(name.replace("%", "%%") + ": %s" for name in names)
+    templates = {
+        layout: base_template(identifiers(coverage.components, layout)) for layout in LAYOUTS
+    }
     digest = -1
     if coverage.digests:
         digest = fields.index(coverage.components[coverage.digests[0]].name)
-    first = DEFAULT_LAYOUTS
-    for comp in coverage.components:
-        if comp.name in ("digest", "content-digest"):
-            first = V6_FIRST if comp.name == "digest" else DEFAULT_LAYOUTS
-            break
     return _Plan(
         label=label,
         signature_prefix=label + "=:",
@@ -217,8 +208,6 @@ def _compile(label: str, coverage: Coverage) -> _Plan | None:
         order=None if argument == sorted(argument) else (*argument, len(argument)),
         digest=digest,
         legacy=digest >= 0 and fields[digest] == "digest",
-        covers_query=not coverage.names.isdisjoint(_QUERY_COVERAGE),
-        first_layouts=first,
         templates=templates,
         params_from=len(label) + 1,
     )
@@ -238,7 +227,7 @@ def _plan(head: str) -> _Plan | Literal[False]:
         try:
             parsed = _sfv.parse_list("(" + match.group(2) + ")", allow_duplicates=False)
             # The strict validation, uncapped: the policy's cap is checked per request.
-            coverage = _components(parsed[0][0], None)  # type: ignore[arg-type]
+            coverage = coverage_of(parsed[0][0], None)  # type: ignore[arg-type]
             plan = _compile(match.group(1), coverage)
         except (_sfv.SFError, VerificationError):
             plan = None  # the strict path reports it
@@ -368,41 +357,25 @@ def fast_verify(
     if not plan:
         return None
     bound = plan.bound
-    if bound is None or bound[0] is not policy:
+    if bound is None or bound.policy is not policy:
         bound = _bind(plan, policy)
-    (
-        _,
-        head_ok,
-        body_uncovered,
-        query_uncovered,
-        skew,
-        max_window,
-        key_types,
-        signature_encoding,
-        fixed_layouts,
-    ) = bound
-    # Labels, component cap, required components (upvest-protocol.md §8.4).
-    if not head_ok:
+    if not bound.head_ok:
         return None
     if not sig_value.startswith(plan.signature_prefix) or sig_value[-1] != ":":
         return None
 
-    created: int | None
-    expires: int | None
-    params: dict[str, _sfv.BareItem] | None = None
+    # The parameters: recognised by a regex that admits only strings without escapes
+    # and canonical integers, then judged by the rules.
+    params: dict[str, _sfv.BareItem]
     usual = _UPVEST_PARAMS.fullmatch(si_value, close)
     if usual is not None:
-        kid, created_text, expires_text, nonce = usual.groups()
-        created = int(created_text)
-        expires = int(expires_text)
-        # time_window_error() with both parameters present, in one expression.
-        if not (
-            created < expires
-            and expires - created <= max_window
-            and created <= now + skew
-            and now - skew <= expires
-        ):
-            return None
+        keyid, created_text, expires_text, nonce_text = usual.groups()
+        params = {
+            "keyid": keyid,
+            "created": int(created_text),
+            "expires": int(expires_text),
+            "nonce": nonce_text,
+        }
     else:
         if _PARAMS.fullmatch(si_value, close) is None:
             return None
@@ -411,33 +384,27 @@ def fast_verify(
             if key in params:
                 return None  # duplicate parameter: the strict path rejects it
             params[key] = text if not number else int(number)
-        try:
-            _check_params(params, policy)
-        except VerificationError:
-            return None
-        # _check_params proved the types: keyid and nonce strings, the times ints.
-        kid = cast(str, params["keyid"])
-        nonce = cast("str | None", params.get("nonce"))
-        created = cast("int | None", params.get("created"))
-        expires = cast("int | None", params.get("expires"))
-        if time_window_error(created, expires, now, policy) is not None:
-            return None
-
-    split = _URL_CACHE.get(url)
-    if split is None:
-        try:
-            split = _split_url(url)
-        except VerificationError:
-            return None
-    scheme, authority, path, query = split
-    # The rest of the coverage policy, as _verify._check_coverage.
-    if (body_uncovered and body) or (query_uncovered and query):
+    try:
+        check_params(params, policy)
+    except VerificationError:
+        return None
+    # check_params proved the types: keyid and nonce strings, the times ints.
+    kid: str = params["keyid"]  # type: ignore[assignment]
+    nonce: str | None = params.get("nonce")  # type: ignore[assignment]
+    created: int | None = params.get("created")  # type: ignore[assignment]
+    expires: int | None = params.get("expires")  # type: ignore[assignment]
+    if time_window_error(created, expires, now, policy) is not None:
         return None
 
-    key = keys._keys.get(kid)  # KeySet.get without the call: usable keys only
-    if key is None or key.key_type not in key_types:
+    try:
+        scheme, authority, path, query = split_url(url)
+    except VerificationError:
         return None
-    if params is not None and "alg" in params and params["alg"] != key.algorithm:
+    if not bound.coverage_ok[2 * bool(body) + bool(query)]:
+        return None
+
+    key = keys.get(kid)  # usable keys only: the strict path reports the others
+    if key is None or key_error(key, kid, params.get("alg"), policy) is not None:
         return None
 
     # Component values: printable ASCII only (RFC 9421 §2.5), checked over all of them
@@ -459,10 +426,10 @@ def fast_verify(
         # Only the value a sender writes for this body; anything else (another
         # algorithm, several members, a mismatch) is the strict path's to judge.
         if plan.legacy:
-            expected = f"SHA-256={b2a_base64(sha256(body).digest(), newline=False).decode()}"
+            expected = legacy_digest(body)
             digest_field = "digest"
         else:
-            expected = f"sha-512=:{b2a_base64(sha512(body).digest(), newline=False).decode()}:"
+            expected = content_digest(body)
             digest_field = "content-digest"
         value = lines[plan.digest]
         if not (value.isascii() and compare_digest(value.strip(" "), expected)):
@@ -484,24 +451,14 @@ def fast_verify(
     if raw is None:
         return None
     try:
-        signature, encoding = decode_signature(key.key_type, raw, signature_encoding)
+        signature, encoding = decode_signature(key.key_type, raw, bound.signature_encoding)
     except VerificationError:
         return None
 
-    chosen: tuple[Layout, ...]
-    if fixed_layouts is not None:
-        chosen = fixed_layouts
-    else:
-        version = fields.get("upvest-signature-version")
-        if version is not None:
-            version = version.strip(" \t")
-        if version == "6":
-            chosen = ("upvest-v6",)
-        elif version == "15":
-            chosen = ("rfc9421",)
-        else:
-            chosen = plan.first_layouts if layouts is DEFAULT_LAYOUTS else layouts
-
+    version = fields.get("upvest-signature-version")
+    chosen = choose_layouts(
+        policy, None if version is None else version.strip(" \t"), plan.coverage, layouts
+    )
     args += lines
     args.append(si_value[plan.params_from :])
     values = tuple(args) if plan.order is None else tuple(args[i] for i in plan.order)
@@ -515,7 +472,7 @@ def fast_verify(
                 created,
                 expires,
                 nonce,
-                _dialect(layout, encoding, digest_field),
+                dialect_of(layout, encoding, digest_field),
                 body,
             )
-    raise bad_signature_error(plan.label, kid, chosen)
+    raise bad_signature(plan.label, kid, chosen)

@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 from .errors import Reason, VerificationError
 
-__all__ = ["HeaderInput", "Message", "normalise_fields", "request_message"]
+__all__ = ["HeaderInput", "Message", "normalise_fields", "request_message", "split_url"]
 
 HeaderInput: TypeAlias = (
     Mapping[str, str]
@@ -99,7 +99,19 @@ _URL_CACHE: dict[str, _SplitURL] = {}
 _URL_CACHE_CAP = 1024
 
 
-def _split_url(url: str) -> _SplitURL:
+def split_url(url: str) -> _SplitURL:
+    """Split an absolute or origin-form URL into scheme, authority, path and query (memoised).
+
+    Args:
+        url: The URL as received.
+
+    Returns:
+        ``(scheme, authority, path, query)`` as described on :class:`Message`.
+
+    Raises:
+        VerificationError: ``malformed_header`` for a URL that is neither absolute nor
+            origin-form.
+    """
     split = _URL_CACHE.get(url)
     if split is None:
         split = _split_url_uncached(url)
@@ -178,7 +190,7 @@ def request_message(method: str, url: str, fields: dict[str, list[str]]) -> Mess
         raise VerificationError(Reason.MALFORMED_HEADER, "method must be a non-empty str")
     if not isinstance(url, str):
         raise VerificationError(Reason.MALFORMED_HEADER, "url must be a str")
-    scheme, authority, path, query = _split_url(url)
+    scheme, authority, path, query = split_url(url)
     if authority is None:
         hosts = fields.get("host")
         if hosts is not None and len(hosts) == 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as _dt
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ __all__ = [
     "Event",
     "PayloadError",
     "VerifiedWebhook",
+    "dialect_of",
     "new_verified_webhook",
     "parse_timestamp",
 ]
@@ -49,6 +51,12 @@ class Dialect:
 
     def __str__(self) -> str:
         return f"{self.layout}/{self.encoding}/{self.digest or 'no-digest'}"
+
+
+@functools.lru_cache(maxsize=16)
+def dialect_of(layout: Layout, encoding: Encoding, digest: DigestField | None) -> Dialect:
+    """The (shared, immutable) :class:`Dialect` for these three choices."""
+    return Dialect(layout, encoding, digest)
 
 
 # RFC 3339 §5.6 date-time with any number of fraction digits; Upvest sends

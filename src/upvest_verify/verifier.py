@@ -21,7 +21,8 @@ from ._keyset import KeySet
 from ._message import HeaderInput, normalise_fields, request_message
 from ._policy import Policy
 from ._result import Layout, VerifiedWebhook
-from ._verify import DEFAULT_LAYOUTS, verify_message
+from ._rules import DEFAULT_LAYOUTS
+from ._verify import verify_message
 from .errors import ConfigurationError, Reason, VerificationError
 from .types import AsyncKeyProvider, Clock, KeyProvider
 
