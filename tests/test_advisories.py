@@ -163,13 +163,46 @@ def test_node_http_signature_82_no_stray_newline(key: SigningKey, keys: KeySet) 
     )
 
 
-def test_linzer_23_constant_time_digest_compare() -> None:
-    """nomadium/linzer#23: digests are compared with hmac.compare_digest."""
-    import inspect
+@pytest.mark.parametrize("dialect", ["upvest-v6", "rfc9421"])
+@pytest.mark.parametrize("sent", ["canonical", "other-form"])
+def test_linzer_23_constant_time_digest_compare(
+    key: SigningKey, keys: KeySet, monkeypatch: pytest.MonkeyPatch, dialect: str, sent: str
+) -> None:
+    """nomadium/linzer#23: a received digest is compared with the body's through hmac.compare_digest."""
+    import hmac
 
-    from upvest_verify import _digest
+    import upvest_verify._digest
+    import upvest_verify._fast
 
-    assert "hmac.compare_digest" in inspect.getsource(_digest._compare)
+    seen: list[tuple[object, object]] = []
+    real = hmac.compare_digest
+
+    def spy(a: str | bytes, b: str | bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(upvest_verify._fast, "compare_digest", spy)
+    s = sign_webhook(BODY, key=key, url=URL, created=NOW, dialect=dialect)  # type: ignore[arg-type]
+    tampered = b'{"payload":[1]}'
+    if dialect == "upvest-v6":
+        digest = hashlib.sha256(BODY).digest()
+        name, value = "digest", "SHA-256=" + base64.b64encode(digest).decode()
+        if sent == "other-form":
+            value = "sha-256=" + base64.b64encode(digest).decode()  # lower-case token
+        expected = hashlib.sha256(tampered).digest()
+    else:
+        digest = hashlib.sha512(BODY).digest()
+        name, value = "content-digest", f"sha-512=:{base64.b64encode(digest).decode()}:"
+        if sent == "other-form":
+            value = f"sha-512=:{base64.b64encode(digest).decode()}:, md5=:AAAA:"
+        expected = hashlib.sha512(tampered).digest()
+    headers = [(n, value if n == name else v) for n, v in s.headers]
+    with pytest.raises(VerificationError) as info:
+        verify(s.method, s.url, headers, tampered, keys=keys, now=NOW)
+    assert info.value.reason is Reason.DIGEST_MISMATCH
+    # The comparison that decided the mismatch saw the received and the computed digest.
+    assert (expected, digest) in seen or (digest, expected) in seen
 
 
 def test_httpsig_go_29_p521_coordinates_66_bytes(key: SigningKey) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import re
 import sys
-from binascii import Error as BinasciiError
 from binascii import a2b_base64
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -304,10 +303,11 @@ def _derived(
 if sys.version_info >= (3, 11):
 
     def _b64decode(encoded: str) -> bytes | None:
-        # strict_mode refuses anything outside the alphabet and misplaced padding.
+        # strict_mode refuses anything outside the alphabet and misplaced padding;
+        # a non-ASCII str raises ValueError, of which binascii.Error is a subclass.
         try:
             return a2b_base64(encoded, strict_mode=True)
-        except BinasciiError:
+        except ValueError:
             return None
 
 else:  # pragma: no cover - Python 3.10

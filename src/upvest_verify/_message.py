@@ -57,7 +57,10 @@ def _text(value: str | bytes) -> str:
     # only for values that are actually covered (RFC 9421 §2.1, §2.5).
     if isinstance(value, str):
         return value
-    return bytes(value).decode("latin-1")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    # bytes(3) would be three NUL bytes: refuse anything else instead of coercing it.
+    raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
 
 
 def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import REFERENCE_NOW
+from core_helpers import REFERENCE_NOW, no_swallowed_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,11 +35,12 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def attempt(
     s: SignedWebhook, headers: list[tuple[str, str]], body: bytes, method: str, url: str
 ) -> bool:
-    """Verify and return whether it was accepted; any non-VerificationError propagates."""
-    try:
-        verify(method, url, headers, body, keys=KEYS, now=REFERENCE_NOW)
-    except VerificationError:
-        return False
+    """Verify and return whether it was accepted; fail on any exception verify() did not anticipate."""
+    with no_swallowed_errors():
+        try:
+            verify(method, url, headers, body, keys=KEYS, now=REFERENCE_NOW)
+        except VerificationError:
+            return False
     return True
 
 
@@ -112,3 +113,17 @@ def test_mutated_signature_headers_fail_cleanly(
             value = value[:i] + junk + value[i:]
         headers.append((name, value))
     attempt(s, headers, s.body, s.method, s.url)
+
+
+def test_a_crash_inside_verify_fails_these_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fuzz helper notices an unexpected exception that verify() turned into a reject."""
+    from upvest_verify import _sfv
+
+    def crash(*args: object, **kwargs: object) -> object:
+        raise ZeroDivisionError("parser bug")
+
+    monkeypatch.setattr(_sfv, "parse_dictionary", crash)
+    s = SIGNED["rfc9421"]
+    headers = [(n, v + " ") if n == "signature-input" else (n, v) for n, v in s.headers]
+    with pytest.raises(AssertionError, match="ZeroDivisionError"):
+        attempt(s, headers + [("signature", "x=:AA==:")], s.body, s.method, s.url)

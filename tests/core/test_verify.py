@@ -6,7 +6,7 @@ import base64
 import hashlib
 
 import pytest
-from core_helpers import REFERENCE_NOW, signature_headers, with_headers
+from core_helpers import REFERENCE_NOW, no_swallowed_errors, signature_headers, with_headers
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -999,9 +999,10 @@ def test_configured_labels(p521_key: SigningKey, key_set: KeySet) -> None:
     ids=["none", "int", "short-pair", "int-pair"],
 )
 def test_garbage_arguments_never_escape(key_set: KeySet, headers: object) -> None:
-    """Any input gives a VerificationError, never another exception type."""
-    with pytest.raises(VerificationError):
+    """Any input gives a deliberate VerificationError, never another exception type."""
+    with no_swallowed_errors(), pytest.raises(VerificationError) as info:
         verify("POST", URL, headers, b"", keys=key_set, now=REFERENCE_NOW)  # type: ignore[arg-type]
+    assert info.value.reason is Reason.MALFORMED_HEADER
 
 
 @pytest.mark.parametrize("url", ["", "not a url", "://x"])
