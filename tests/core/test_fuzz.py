@@ -126,4 +126,4 @@ def test_a_crash_inside_verify_fails_these_tests(monkeypatch: pytest.MonkeyPatch
     s = SIGNED["rfc9421"]
     headers = [(n, v + " ") if n == "signature-input" else (n, v) for n, v in s.headers]
     with pytest.raises(AssertionError, match="ZeroDivisionError"):
-        attempt(s, headers + [("signature", "x=:AA==:")], s.body, s.method, s.url)
+        attempt(s, [*headers, ("signature", "x=:AA==:")], s.body, s.method, s.url)
