@@ -166,7 +166,7 @@ def refused(p: dict[str, Any], policy: Policy = POLICY) -> VerificationError:
 
 def test_check_params_accepts_every_registered_parameter() -> None:
     """keyid, created, expires, nonce, alg and tag are all allowed."""
-    assert SIGNATURE_PARAMETERS == {"keyid", "created", "expires", "nonce", "alg", "tag"}
+    assert {"keyid", "created", "expires", "nonce", "alg", "tag"} == SIGNATURE_PARAMETERS
     check_params(params(alg="ecdsa-p521-sha512", tag="t"), POLICY)
 
 
