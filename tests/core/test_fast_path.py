@@ -368,3 +368,127 @@ def test_fast_path_time_window_edges(
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(verify_module, "parse_signatures", None)  # would crash if called
             assert verify(s.method, s.url, s.headers, s.body, keys=KEYS, now=now, policy=policy)
+
+
+# --- The whole policy, and the time window at its boundaries -----------------------------
+#
+# The fast path holds the rules' answers per (plan, policy) and calls the time-window rule
+# per request; any policy field or time it misread would show as a verdict difference here.
+
+
+def mostly(usual: object, *others: object) -> st.SearchStrategy[object]:
+    """The usual value seven times in eight, else one of the others."""
+    return st.sampled_from([usual] * 7 + list(others))
+
+
+POLICIES = st.builds(
+    Policy,
+    labels=mostly((), ("sig1",), ("sig2",), ("sig2", "sig1")),
+    required_components=mostly(
+        ("@method", "@path"), (), ("@method", "@path", "content-type"), ("@query",), ("date",)
+    ),
+    require_digest=mostly(True, False),
+    require_query=mostly(True, False),
+    require_created=mostly(True, False),
+    require_nonce=mostly(False, True),
+    skew=st.sampled_from([0, 1, 30, 60, 0.5]),
+    max_age=st.sampled_from([0, 1, 59, 60, 300]),
+    max_window=st.sampled_from([None, 1, 59, 60, 61, 3600]),
+    dialect=st.sampled_from(["auto", "auto", "upvest-v6", "rfc9421"]),
+    signature_encoding=st.sampled_from(["auto", "auto", "der", "raw"]),
+    key_types=mostly(frozenset({"P-521"}), frozenset({"P-256"}), frozenset({"P-521", "Ed25519"})),
+    max_body_size=mostly(4 * 1024 * 1024, 1, 14, 15),
+    max_header_bytes=mostly(16 * 1024, 200),
+    max_labels=mostly(64, 1),
+    max_signatures=mostly(4, 1),
+    max_components=mostly(32, 1, 2, 6, 7),
+)
+# Offsets around every boundary of skew, max_age and max_window above.
+TIME_OFFSETS = st.sampled_from(
+    [0] * 15 + [-3601, -301, -300, -299, -61, -60, -59, -2, -1, 1, 2, 59, 60, 61]
+)
+WINDOWS = st.sampled_from([None] * 4 + [30] * 6 + [-1, 0, 1, 59, 60, 61, 300, 3600, 3601])
+SHAPES = st.sampled_from(["list", "tuple", "dict", "bytes", "mapping", "upper"])
+
+
+def shaped(headers: list[tuple[str, str]], shape: str) -> object:
+    """The header pairs in one of the shapes callers and adapters pass."""
+    if shape == "tuple":
+        return tuple(headers)
+    if shape == "dict":
+        return dict(headers)
+    if shape == "bytes":
+        return [(k.encode(), v.encode()) for k, v in headers]
+    if shape == "mapping":
+        return MultiMapping(headers)
+    if shape == "upper":
+        return [(k.title(), v) for k, v in headers]
+    return list(headers)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policy=POLICIES,
+    created=TIME_OFFSETS,
+    window=WINDOWS,
+    with_created=mostly(True, False),
+    with_nonce=mostly(True, False),
+    label=mostly("sig1", "sig2"),
+    dialect=st.sampled_from(["upvest-v6", "rfc9421"]),
+    encoding=st.sampled_from(["der", "raw"]),
+    query=st.booleans(),
+    body=st.sampled_from([b"", b'{"payload":[]}']),
+    shape=SHAPES,
+    now_fraction=st.sampled_from([0.0, 0.25, 0.75]),
+)
+def test_fast_and_strict_paths_agree_on_every_policy(
+    policy: Policy,
+    created: int,
+    window: int | None,
+    with_created: bool,
+    with_nonce: bool,
+    label: str,
+    dialect: str,
+    encoding: str,
+    query: bool,
+    body: bytes,
+    shape: str,
+    now_fraction: float,
+) -> None:
+    """Any policy, created/expires around every boundary, any header shape: same verdict."""
+    signed_at = REFERENCE_NOW + created
+    s = sign_webhook(
+        body,
+        key=KEY,
+        url="https://receiver.example/webhooks/upvest" + ("?a=1" if query else ""),
+        created=signed_at,
+        expires=None if window is None else signed_at + window,
+        ttl=None,
+        with_nonce=with_nonce,
+        label=label,
+        dialect=dialect,  # type: ignore[arg-type]
+        encoding=encoding,  # type: ignore[arg-type]
+    )
+    headers = list(s.headers)
+    if not with_created:
+        # Drop created from Signature-Input: the signature no longer verifies, but every
+        # rule before the ECDSA check (require_created, the window) must still agree.
+        headers = [
+            (k, v.replace(f";created={signed_at}", "") if k == "signature-input" else v)
+            for k, v in headers
+        ]
+    now = REFERENCE_NOW + now_fraction
+    results = []
+    for fast in (True, False):
+        fast_module.ENABLED = fast
+        try:
+            result = verify(
+                s.method, s.url, shaped(headers, shape), s.body, keys=KEYS, now=now, policy=policy
+            )  # type: ignore[arg-type]
+            results.append(str(result.dialect))
+        except VerificationError as e:
+            results.append(e.reason.value)
+        finally:
+            fast_module.ENABLED = True
+    event(results[0])
+    assert results[0] == results[1]
