@@ -6,9 +6,12 @@ is stopped when its context ends. Imported by the test modules (not a test modul
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import http.client
+import io
+import json
 import logging
 import socket
 import threading
@@ -93,6 +96,114 @@ def send_partial_then_close(base_url: str, target: str, headers: list[tuple[str,
         lines = [f"POST {target} HTTP/1.1", f"Host: {host}:{port}", "Content-Length: 1000"]
         lines += [f"{k}: {v}" for k, v in headers if k.lower() != "content-length"]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + b"{" * 500)
+
+
+SHORT_BODY = b"{" * 10
+"""Ten bytes where ``Content-Length: 1000`` was declared: a body the server ended early."""
+
+
+def asgi_call(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]
+) -> tuple[int, dict[str, str], bytes]:
+    """Drive an ASGI app in-process with one POST whose body comes from ``messages``.
+
+    After the messages run out, ``receive()`` waits for a disconnect that never
+    comes, as a real server would; the app must answer before that.
+    """
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    pending = list(messages)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop(0)
+        await asyncio.sleep(STARTUP_TIMEOUT)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), STARTUP_TIMEOUT))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    response_headers = {bytes(k).decode().lower(): bytes(v).decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], response_headers, body
+
+
+def short_body_asgi(app: Any, path: str) -> tuple[int, dict[str, str], bytes]:
+    """POST ``SHORT_BODY`` under ``Content-Length: 1000``, the server ending the body early."""
+    return asgi_call(
+        app,
+        path,
+        [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+        [{"type": "http.request", "body": SHORT_BODY, "more_body": False}],
+    )
+
+
+def short_body_wsgi(
+    app: Any, path: str, *, input_terminated: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Call a WSGI app with ``SHORT_BODY`` under ``Content-Length: 1000``.
+
+    With ``input_terminated`` the environ says the server terminates the input itself
+    (gunicorn does), so the framework reads what there is instead of waiting for more.
+    """
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "RAW_URI": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "1000",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(SHORT_BODY),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if input_terminated:
+        environ["wsgi.input_terminated"] = True
+    answer: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer[:] = [int(status.split()[0]), {k.lower(): v for k, v in headers}]
+        return lambda data: None
+
+    chunks_out = app(environ, start_response)
+    try:
+        body = b"".join(chunks_out)
+    finally:
+        close = getattr(chunks_out, "close", None)
+        if close is not None:
+            close()
+    return answer[0], answer[1], body
+
+
+def assert_problem_bytes(status: int, body: bytes, expected: int, reason: str) -> None:
+    """Assert a raw problem+json answer with ``expected`` status carrying exactly ``reason``."""
+    document = json.loads(body)
+    assert (status, document["status"], document["detail"]) == (expected, expected, reason)
 
 
 class LogWaiter(logging.Handler):

@@ -1,33 +1,22 @@
-"""Fixtures for the adapter tests; modules whose framework is missing are not collected."""
+"""Fixtures for the adapter tests.
+
+Nothing is left out silently: a test module whose framework or server is missing
+skips itself with ``pytest.importorskip`` at its top, and the skip and its reason
+show in the ``-ra`` summary. The helper modules (``adapter_support.py``,
+``django_settings.py``, ``gunicorn_flask_app.py``) are not test modules, so pytest
+never collects them.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Iterator
 
 import pytest
+from adapter_support import OTHER_KEY, SIGNING_KEY, LogWaiter
 
 from upvest_verify import Verifier
 from upvest_verify.testing import SigningKey, make_key_set
-
-
-def _missing(*modules: str) -> bool:
-    return any(importlib.util.find_spec(m) is None for m in modules)
-
-
-collect_ignore: list[str] = ["adapter_support.py", "django_settings.py", "gunicorn_flask_app.py"]
-if _missing("starlette", "anyio", "uvicorn", "httpx"):
-    collect_ignore.append("test_starlette.py")
-if _missing("fastapi", "starlette", "anyio", "uvicorn", "httpx"):
-    collect_ignore.append("test_fastapi.py")
-if _missing("flask", "werkzeug", "httpx"):
-    collect_ignore.append("test_flask.py")
-if _missing("django", "asgiref", "uvicorn", "werkzeug", "httpx"):
-    collect_ignore.append("test_django.py")
-
-# Imported after the checks above: the helpers need no framework themselves.
-from adapter_support import OTHER_KEY, SIGNING_KEY, LogWaiter  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("django")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("django", reason="the django extra is not installed")
+pytest.importorskip("asgiref", reason="the django extra is not installed")
+pytest.importorskip(
+    "uvicorn", reason="the real-server tests need uvicorn (dependency group tests-servers)"
+)
+pytest.importorskip("werkzeug", reason="the WSGI tests serve Django with Werkzeug's server")
+httpx = pytest.importorskip("httpx", reason="the real-server tests send requests with httpx")
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "django_settings"
 
@@ -30,6 +34,8 @@ from adapter_support import (  # noqa: E402
     run_werkzeug,
     run_wsgiref,
     send_partial_then_close,
+    short_body_asgi,
+    short_body_wsgi,
     tamper_signature,
     wire_headers,
 )
@@ -220,6 +226,23 @@ def test_disconnect_mid_body_under_wsgi(
         signed = sign(url, "/webhooks/sync")
         send_partial_then_close(url, signed.path, wire_headers(signed))
         security_log.wait_for("incomplete_body")
+    assert django_settings.COUNTING.calls == 0
+    assert calls == []
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+@pytest.mark.parametrize("path", VIEWS)
+def test_body_shorter_than_content_length_is_400(
+    kind: str, path: str, calls: list[dict[str, Any]]
+) -> None:
+    """Middleware and decorator answer a body shorter than its Content-Length 400 incomplete_body."""
+    if kind == "asgi":
+        status, headers, body = short_body_asgi(ASGIHandler(), path)
+    else:
+        status, headers, body = short_body_wsgi(WSGIHandler(), path)
+    assert status == 400
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["detail"] == "incomplete_body"
     assert django_settings.COUNTING.calls == 0
     assert calls == []
 

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-httpx = pytest.importorskip("httpx")
+httpx = pytest.importorskip("httpx", reason="the example tests send requests with httpx")
 
 from adapter_support import (  # noqa: E402
     SIGNING_KEY,

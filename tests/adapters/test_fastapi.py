@@ -8,15 +8,19 @@ from typing import Annotated, Any
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the fastapi extra is not installed")
+pytest.importorskip("anyio", reason="the fastapi extra is not installed")
+pytest.importorskip(
+    "uvicorn", reason="the real-server tests need uvicorn (dependency group tests-servers)"
+)
+httpx = pytest.importorskip("httpx", reason="the real-server tests send requests with httpx")
 
 from adapter_support import (  # noqa: E402
     SIGNING_KEY,
     assert_problem,
     chunks,
     run_uvicorn,
+    short_body_asgi,
     wire_headers,
 )
 from fastapi import Depends, FastAPI, Request  # noqa: E402
@@ -259,3 +263,18 @@ def test_middleware_and_dependency_verify_once(
     assert response.status_code == 200, response.text
     assert served[0].state.calls == [{"same": True}]
     assert counting.calls == 1
+
+
+@pytest.mark.parametrize("path", ["/mw/raw", "/solo/raw"])
+@pytest.mark.parametrize("problem_handler", [True, False])
+def test_body_shorter_than_content_length_is_400(path: str, problem_handler: bool) -> None:
+    """Middleware and stand-alone dependency answer a short body 400 incomplete_body, unverified."""
+    counting = CountingVerifier()
+    before = COUNTING.calls  # the stand-alone routes verify with the module's COUNTING
+    app = make_app(counting, problem_handler=problem_handler)
+    status, headers, body = short_body_asgi(app, path)
+    assert status == 400
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["detail"] == "incomplete_body"
+    assert (counting.calls, COUNTING.calls) == (0, before)
+    assert app.state.calls == []

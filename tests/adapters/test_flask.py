@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("flask")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("flask", reason="the flask extra is not installed")
+httpx = pytest.importorskip("httpx", reason="the real-server tests send requests with httpx")
 
 from adapter_support import (  # noqa: E402
     SIGNING_KEY,
@@ -22,6 +22,7 @@ from adapter_support import (  # noqa: E402
     run_gunicorn,
     run_werkzeug,
     send_partial_then_close,
+    short_body_wsgi,
     tamper_signature,
     wire_headers,
 )
@@ -297,6 +298,20 @@ def test_disconnect_mid_body_is_not_verified(
     security_log.wait_for("incomplete_body")
     assert counting.calls == 0
     assert calls == []
+
+
+@pytest.mark.parametrize("input_terminated", [False, True])
+@pytest.mark.parametrize("path", ["/webhooks/upvest", "/webhooks/async"])
+def test_body_shorter_than_content_length_is_400(input_terminated: bool, path: str) -> None:
+    """A body ending before its Content-Length is 400 incomplete_body, whoever ends the input."""
+    counting = CountingVerifier()
+    app = make_app(verifier=counting)
+    status, headers, body = short_body_wsgi(app, path, input_terminated=input_terminated)
+    assert status == 400
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["detail"] == "incomplete_body"
+    assert counting.calls == 0
+    assert app.extensions["calls"] == []
 
 
 def test_split_signature_lines_verify(

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette", reason="the starlette extra is not installed")
+pytest.importorskip("anyio", reason="the starlette extra is not installed")
+pytest.importorskip(
+    "uvicorn", reason="the real-server tests need uvicorn (dependency group tests-servers)"
+)
+httpx = pytest.importorskip("httpx", reason="the real-server tests send requests with httpx")
 
 from adapter_support import (  # noqa: E402
     SIGNING_KEY,
@@ -22,6 +25,7 @@ from adapter_support import (  # noqa: E402
     raw_request,
     run_uvicorn,
     send_partial_then_close,
+    short_body_asgi,
     tamper_signature,
     wire_headers,
 )
@@ -394,6 +398,18 @@ def test_disconnect_mid_body_never_verifies(
     security_log.wait_for("client disconnected")
     assert counting.calls == 0
     assert calls == []
+
+
+def test_body_shorter_than_content_length_is_400() -> None:
+    """A body the server ends before its Content-Length is 400 incomplete_body, never verified."""
+    counting = CountingVerifier(make_key_set(SIGNING_KEY))
+    app = make_app(counting)
+    status, headers, body = short_body_asgi(app, WEBHOOK_PATH)
+    assert status == 400
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["detail"] == "incomplete_body"
+    assert counting.calls == 0
+    assert app.state.calls == []
 
 
 # --------------------------------------------------------------------------- G10, G11

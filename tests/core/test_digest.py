@@ -18,7 +18,9 @@ from upvest_verify._digest import (
 
 BODY = b'{"key": "value"}'
 # upvest-protocol.md §7/§8.1: Upvest's own worked example for this body.
-UPVEST_SHA512 = "Hd9/AvGZkbjitW1+Ml8Fg1ux1mtcDYe6mLQjDyoowIWa3LM/PmwN2v9O+MjtQGrCA3EQWUL54dlgxKHyYbrucw=="
+UPVEST_SHA512 = (
+    "Hd9/AvGZkbjitW1+Ml8Fg1ux1mtcDYe6mLQjDyoowIWa3LM/PmwN2v9O+MjtQGrCA3EQWUL54dlgxKHyYbrucw=="
+)
 UPVEST_SHA256 = "lyTB4g5uPk1/V+0l+dTvsAblCFkNUoyQ2ll/andcE+U="
 SHA512 = base64.b64encode(hashlib.sha512(BODY).digest()).decode()
 SHA256 = base64.b64encode(hashlib.sha256(BODY).digest()).decode()

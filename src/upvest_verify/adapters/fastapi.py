@@ -36,27 +36,23 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     ) from e
 
 from upvest_verify import VerifiedWebhook, Verifier
-from upvest_verify.adapters._common import (
+from upvest_verify.adapters._body import IncompleteBody
+from upvest_verify.adapters._reject import (
     CONFIGURATION_ERROR,
-    INCOMPLETE_BODY,
     METHOD_NOT_ALLOWED,
     Rejection,
-    URLRebuilder,
-    declared_length,
     log_rejection,
     rejection_for,
-    verify_async,
 )
-from upvest_verify.adapters.starlette import (
+from upvest_verify.adapters._run import (
     DEFAULT_MAX_THREADS,
     SCOPE_KEY,
-    STATE_KEY,
-    UpvestWebhookMiddleware,
-    _checked_limit,
-    _log_path,
-    _Offloader,
+    ASGIVerification,
+    store_result,
 )
-from upvest_verify.errors import ConfigurationError, Reason, VerificationError
+from upvest_verify.adapters._url import asgi_log_path
+from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+from upvest_verify.errors import ConfigurationError
 
 __all__ = [
     "UpvestSignature",
@@ -105,7 +101,7 @@ async def problem_exception_handler(request: Request, exc: Exception) -> Respons
 
 
 def _reject(request: Request, exc: Exception | None, rejection: Rejection) -> UpvestWebhookRejected:
-    log_rejection(rejection, _log_path(request.scope), exc)
+    log_rejection(rejection, asgi_log_path(request.scope), exc)
     return UpvestWebhookRejected(rejection)
 
 
@@ -145,14 +141,16 @@ class UpvestSignature:
     """A stand-alone FastAPI dependency that verifies the request itself.
 
     Use it on routes when :class:`UpvestWebhookMiddleware` is not installed. The
-    body is read through Starlette's request cache, so the endpoint can still call
-    ``await request.body()``. If the middleware already verified the request, its
-    result is returned without verifying again.
+    body is read with Starlette's own ``await request.body()``, which caches it on the
+    request, so FastAPI's body parsing and the endpoint's ``await request.body()`` see
+    the same bytes. If the middleware already verified the request, its result is
+    returned without verifying again.
 
-    Only the middleware bounds memory: when the endpoint also declares a body model,
-    FastAPI reads the whole body before any dependency runs, so ``max_body_size`` is
-    checked after the fact. Prefer the middleware, or ``await request.body()`` in the
-    endpoint, or cap request sizes in the server or proxy.
+    Only the middleware bounds memory while reading. The dependency refuses a declared
+    ``Content-Length`` above ``max_body_size`` before reading (the server then delivers
+    no more than declared), but a chunked body is read whole and then measured; with a
+    body model FastAPI reads the body before any dependency runs anyway. Prefer the
+    middleware, or cap request sizes in the server or proxy.
 
     Example::
 
@@ -189,11 +187,11 @@ class UpvestSignature:
         proxy_headers: str = "x-forwarded",
         path_prefix: str = "",
     ) -> None:
-        limit = _checked_limit(verifier, max_body_size)
-        self._verifier = verifier
-        self._max_body_size = limit
-        self._offload: _Offloader | None = _Offloader(max_threads) if offload else None
-        self._url = URLRebuilder.create(
+        self._check = ASGIVerification.create(
+            verifier,
+            max_body_size=max_body_size,
+            offload=offload,
+            max_threads=max_threads,
             public_url=public_url,
             trusted_proxies=trusted_proxies,
             proxy_headers=proxy_headers,
@@ -219,45 +217,24 @@ class UpvestSignature:
             raise _reject(request, None, Rejection(405, METHOD_NOT_ALLOWED))
         try:
             body = await self._body(request)
-            url = self._url.from_asgi(request.scope)
-            headers = request.scope["headers"]
-            webhook = await verify_async(
-                self._verifier,
-                request.method,
-                url,
-                headers,
-                body,
-                self._offload,
-            )
-        except ClientDisconnect as exc:
-            raise _reject(request, exc, Rejection(400, INCOMPLETE_BODY)) from exc
+            webhook = await self._check.verify(request.scope, body)
         except Exception as exc:  # G13: every failure fails closed
             raise _reject(request, exc, rejection_for(exc)) from exc
-        request.scope[SCOPE_KEY] = webhook
-        request.scope.setdefault("state", {})[STATE_KEY] = webhook
+        store_result(request.scope, webhook)
         return webhook
 
     async def _body(self, request: Request) -> bytes:
-        limit = self._max_body_size
-        declared = declared_length(request.headers.get("content-length"))
-        if declared is not None and declared > limit:
-            raise VerificationError(
-                Reason.BODY_TOO_LARGE, f"Content-Length {declared} exceeds {limit} bytes"
-            )
-        chunks: list[bytes] = []
-        size = 0
+        # 413 for a declared Content-Length over the limit, before anything is read.
+        reader = self._check.body_reader(request.scope)
         try:
-            # stream() yields the cached body if FastAPI already read it.
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
-                chunks.append(chunk)
+            # Starlette's own reader and cache: FastAPI's body parsing and the
+            # endpoint's ``await request.body()`` get these same bytes afterwards.
+            body = await request.body()
+        except ClientDisconnect as e:  # G2: never verify a partial body
+            raise IncompleteBody("the client disconnected before the body was complete") from e
         except RuntimeError as e:  # "Stream consumed": read elsewhere without caching
             raise ConfigurationError(
                 f"the request body was consumed before verification: {e}"
             ) from e
-        body = b"".join(chunks)
-        # Starlette's own cache, so the endpoint's ``await request.body()`` still works.
-        request._body = body
-        return body
+        reader.feed(body)
+        return reader.finish()

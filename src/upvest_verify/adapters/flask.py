@@ -20,17 +20,16 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     ) from e
 
 from upvest_verify import VerifiedWebhook, Verifier
-from upvest_verify.adapters._common import (
+from upvest_verify.adapters._body import BodyReader, IncompleteBody
+from upvest_verify.adapters._reject import (
     CONFIGURATION_ERROR,
-    INCOMPLETE_BODY,
     METHOD_NOT_ALLOWED,
-    AdapterSettings,
     Rejection,
-    load_settings,
     log_rejection,
     rejection_for,
-    wsgi_header_pairs,
 )
+from upvest_verify.adapters._settings import AdapterSettings, load_settings
+from upvest_verify.adapters._url import wsgi_header_pairs
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
 __all__ = [
@@ -134,21 +133,18 @@ def _reject(rejection: Rejection, exc: BaseException | None = None) -> Response:
     )
 
 
+def _form_consumed_body() -> bool:
+    """Whether ``request.form`` was parsed straight from the stream (G5)."""
+    # ``form`` is a cached property: it is in the instance dict once something read it.
+    return "form" in vars(request) and request.mimetype in _FORM_TYPES
+
+
 def _read_body(limit: int) -> bytes:
     current = request.max_content_length
     if current is not None:
         limit = min(limit, current)
     declared = request.content_length
-    if declared is not None and declared > limit:
-        raise VerificationError(
-            Reason.BODY_TOO_LARGE, f"Content-Length {declared} exceeds {limit} bytes"
-        )
-    cached = request.__dict__
-    if "_cached_data" not in cached and "form" in cached and request.mimetype in _FORM_TYPES:
-        # G5: request.form parsed (and consumed) the body before we could read it.
-        raise ConfigurationError(
-            "request.form was read before @require_upvest_signature; the raw body is gone"
-        )
+    reader = BodyReader(limit, declared)  # 413 for a declared length over the limit
     # Werkzeug stops a streamed (chunked) body silently at max_content_length, so read
     # one byte more than allowed: that byte tells "too large" from "exactly the limit".
     # (Flask < 3.1 cannot set it per request; only MAX_CONTENT_LENGTH applies there.)
@@ -158,11 +154,16 @@ def _read_body(limit: int) -> bytes:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge as e:
         raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes") from e
-    if len(body) > limit:
-        raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
-    if declared is not None and len(body) != declared:
-        raise ConfigurationError("the request stream was read before the signature was verified")
-    return body
+    except ClientDisconnected as e:  # G2: never verify a partial body
+        raise IncompleteBody("the client disconnected before the body was complete") from e
+    if len(body) < (1 if declared is None else declared) and _form_consumed_body():
+        # G5: request.form parsed (and consumed) the body before we could read it; a
+        # body read with get_data() first stays whole and is verified as usual.
+        raise ConfigurationError(
+            "request.form was read before @require_upvest_signature; the raw body is gone"
+        )
+    reader.feed(body)  # 413 when the body passes the limit
+    return reader.finish()  # IncompleteBody when shorter than Content-Length
 
 
 def _verify_current_request() -> Response | None:
@@ -175,9 +176,6 @@ def _verify_current_request() -> Response | None:
         url = settings.url.from_wsgi(request.environ)
         headers = wsgi_header_pairs(request.environ)
         webhook = settings.verifier.verify(request.method, url, headers, body)
-    except ClientDisconnected as exc:
-        # G2: never verify a partial body.
-        return _reject(Rejection(400, INCOMPLETE_BODY), exc)
     except Exception as exc:  # G13: every failure fails closed
         return _reject(rejection_for(exc), exc)
     g.upvest_webhook = webhook

@@ -1,7 +1,7 @@
 """Typed, lazily read settings of the Django adapter: ``settings.UPVEST_VERIFY``.
 
 ``UPVEST_VERIFY`` is a dict with the keys of
-:func:`upvest_verify.adapters._common.load_settings` (``JWKS``, ``JWKS_URL``,
+:func:`upvest_verify.adapters._settings.load_settings` (``JWKS``, ``JWKS_URL``,
 ``KEYS`` or ``VERIFIER``; policy fields such as ``SKEW``; ``PATHS``,
 ``PUBLIC_URL``, ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``).
 """
@@ -13,7 +13,7 @@ import threading
 from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
 from django.core.signals import setting_changed  # type: ignore[import-untyped,unused-ignore]
 
-from upvest_verify.adapters._common import AdapterSettings, load_settings, settings_problems
+from upvest_verify.adapters._settings import AdapterSettings, load_settings, settings_problems
 
 __all__ = ["SETTING_NAME", "get_settings", "problems", "raw_settings"]
 

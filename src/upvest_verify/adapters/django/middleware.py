@@ -17,18 +17,17 @@ from django.http import (  # type: ignore[import-untyped,unused-ignore]
 )
 
 from upvest_verify import VerifiedWebhook
-from upvest_verify.adapters._common import (
-    INCOMPLETE_BODY,
+from upvest_verify.adapters._body import BodyReader, IncompleteBody, declared_length
+from upvest_verify.adapters._reject import (
     METHOD_NOT_ALLOWED,
     PROBLEM_CONTENT_TYPE,
-    AdapterSettings,
     Rejection,
-    declared_length,
     log_rejection,
     rejection_for,
-    verify_async,
-    wsgi_header_pairs,
 )
+from upvest_verify.adapters._run import verify_async
+from upvest_verify.adapters._settings import AdapterSettings
+from upvest_verify.adapters._url import wsgi_header_pairs
 from upvest_verify.adapters.django.conf import get_settings
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
@@ -36,10 +35,6 @@ __all__ = ["REQUEST_ATTRIBUTE", "UpvestWebhookMiddleware", "averify_request", "v
 
 REQUEST_ATTRIBUTE = "upvest_webhook"
 """``request.upvest_webhook`` holds the :class:`~upvest_verify.VerifiedWebhook`."""
-
-
-class _Incomplete(Exception):
-    """The body ended before ``Content-Length`` bytes: the client went away."""
 
 
 def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None) -> Any:
@@ -56,10 +51,7 @@ def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None
 
 def _body(request: Any, limit: int) -> bytes:
     declared = declared_length(request.META.get("CONTENT_LENGTH") or None)
-    if declared is not None and declared > limit:
-        raise VerificationError(
-            Reason.BODY_TOO_LARGE, f"Content-Length {declared} exceeds {limit} bytes"
-        )
+    reader = BodyReader(limit, declared)  # 413 for a declared length over the limit
     try:
         body: bytes = request.body
     except RawPostDataException as e:
@@ -70,13 +62,10 @@ def _body(request: Any, limit: int) -> bytes:
         ) from e
     except RequestDataTooBig as e:  # G7: above DATA_UPLOAD_MAX_MEMORY_SIZE
         raise VerificationError(Reason.BODY_TOO_LARGE, str(e)) from e
-    except UnreadablePostError as e:
-        raise _Incomplete from e
-    if len(body) > limit:
-        raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
-    if declared is not None and len(body) != declared:
-        raise _Incomplete
-    return body
+    except UnreadablePostError as e:  # G2: never verify a partial body
+        raise IncompleteBody("the body could not be read to its end") from e
+    reader.feed(body)  # 413 when the body passes the limit
+    return reader.finish()  # IncompleteBody when shorter than Content-Length
 
 
 def _parts(request: Any, settings: AdapterSettings) -> tuple[str, Any, bytes]:
@@ -118,8 +107,6 @@ def verify_request(request: Any, settings: AdapterSettings | None = None) -> Any
         settings = settings or get_settings()
         url, headers, body = _parts(request, settings)
         webhook = settings.verifier.verify(request.method, url, headers, body)
-    except _Incomplete as exc:
-        return _reject(request, Rejection(400, INCOMPLETE_BODY), exc)
     except Exception as exc:  # G13: every failure fails closed
         return _reject(request, rejection_for(exc), exc)
     _accept(request, webhook)
@@ -150,8 +137,6 @@ async def averify_request(request: Any, settings: AdapterSettings | None = None)
         webhook = await verify_async(
             settings.verifier, request.method, url, headers, body, _in_worker_thread
         )
-    except _Incomplete as exc:
-        return _reject(request, Rejection(400, INCOMPLETE_BODY), exc)
     except Exception as exc:  # G13: every failure fails closed
         return _reject(request, rejection_for(exc), exc)
     _accept(request, webhook)

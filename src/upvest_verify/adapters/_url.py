@@ -1,242 +1,47 @@
-"""Framework-free pieces shared by every adapter (private).
+"""Which URL and path a webhook was sent to, from the request parts (private).
 
-- :class:`Rejection`: the ``application/problem+json`` answer (RFC 9457) and the
-  line logged on ``upvest_verify.security`` for every refused webhook.
+Pure functions over request parts, in the spirit of werkzeug's ``sansio``: no web
+framework is imported, the adapters hand in an ASGI scope or a WSGI environ.
+
 - :class:`URLRebuilder`: the URL Upvest sent the request to, rebuilt from an ASGI
   scope or a WSGI environ, optionally behind proxies (RFC 9421 §7.4.3: "use
   configured external context"). Paths come from ASGI ``raw_path`` and WSGI
   ``RAW_URI``/``REQUEST_URI``, never from the percent-decoded path.
-- :class:`PathMatcher`, :func:`declared_length`, :func:`wsgi_header_pairs`.
-- :func:`load_settings` / :func:`settings_problems`: a :class:`~upvest_verify.Verifier`
-  and the adapter options from Flask config or Django settings.
-
-No web framework is imported here; every adapter builds on these helpers, so the
-security-relevant logic exists once.
+- ``X-Forwarded-*`` and RFC 7239 ``Forwarded`` parsing, believed only from
+  trusted proxies.
+- :class:`PathMatcher`: which paths a middleware protects;
+  :func:`asgi_route_path` and :func:`asgi_log_path`: the paths of an ASGI request.
+- :func:`wsgi_header_pairs`: the header field lines of a WSGI environ.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import http
-import importlib
-import inspect
 import ipaddress
-import json
-import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Literal, cast
 from urllib.parse import quote
 
-from upvest_verify import KeySet, Policy, VerifiedWebhook, Verifier
-from upvest_verify.errors import ConfigurationError, JWKSError, Reason, VerificationError
-from upvest_verify.jwks import JWKSCache, URLKeySource
-from upvest_verify.types import AsyncKeyProvider, KeyProvider
+from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
 __all__ = [
-    "CONFIGURATION_ERROR",
-    "INCOMPLETE_BODY",
-    "INTERNAL_ERROR",
-    "METHOD_NOT_ALLOWED",
-    "PROBLEM_CONTENT_TYPE",
-    "AdapterSettings",
+    "DEFAULT_PATHS",
     "PathMatcher",
-    "Rejection",
     "URLRebuilder",
-    "declared_length",
-    "load_settings",
-    "log_rejection",
-    "rejection_for",
-    "security_logger",
-    "settings_problems",
-    "verify_async",
+    "asgi_log_path",
+    "asgi_route_path",
     "wsgi_header_pairs",
 ]
 
-security_logger: Final = logging.getLogger("upvest_verify.security")
-"""Every refused webhook is logged here: reason code and request path, never secrets."""
-
-PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
-
-# Rejection codes that are not verification outcomes (threat-model.md §2, last note).
-METHOD_NOT_ALLOWED: Final = "method_not_allowed"
-CONFIGURATION_ERROR: Final = "configuration_error"
-INTERNAL_ERROR: Final = "internal_error"
-INCOMPLETE_BODY: Final = "incomplete_body"
-
 DEFAULT_PATHS: Final = ("/webhooks/upvest",)
+"""The path protected when none are configured."""
 
 ProxyHeaders = Literal["x-forwarded", "forwarded"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-# --------------------------------------------------------------------------- rejections
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A refused webhook: the HTTP status and the stable code sent to the client.
-
-    Attributes:
-        status: HTTP status (400, 401, 405, 413, 500 or 503).
-        reason: A :class:`~upvest_verify.Reason` value, or one of the adapter codes
-            ``method_not_allowed``, ``configuration_error``, ``internal_error``,
-            ``incomplete_body``.
-    """
-
-    status: int
-    reason: str
-
-    @property
-    def title(self) -> str:
-        """The HTTP reason phrase (RFC 9457 §4.2.1: the title for ``about:blank``)."""
-        try:
-            return http.HTTPStatus(self.status).phrase
-        except ValueError:
-            return "Error"
-
-    def body(self) -> bytes:
-        """The ``application/problem+json`` document: only the reason code, no internals."""
-        # RFC 9457 §3.1: type, title, status, detail. "about:blank" says the problem
-        # has no semantics beyond the status; ``detail`` carries our stable code.
-        document = {
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.reason,
-        }
-        return json.dumps(document, separators=(",", ":")).encode("ascii")
-
-    def headers(self) -> list[tuple[str, str]]:
-        """Response header fields (without ``Content-Length``)."""
-        headers = [("content-type", PROBLEM_CONTENT_TYPE), ("cache-control", "no-store")]
-        if self.status == 405:
-            headers.append(("allow", "POST"))
-        return headers
-
-
-def rejection_for(exc: BaseException) -> Rejection:
-    """Map an exception raised while verifying to the answer for the client.
-
-    Args:
-        exc: A :class:`VerificationError` (its own status and reason),
-            :class:`ConfigurationError` (500, ``configuration_error``) or anything
-            else (500, ``internal_error``). Never fails open.
-
-    Returns:
-        The rejection.
-    """
-    if isinstance(exc, VerificationError):
-        return Rejection(exc.status_code, exc.reason.value)
-    if isinstance(exc, ConfigurationError):
-        return Rejection(500, CONFIGURATION_ERROR)
-    return Rejection(500, INTERNAL_ERROR)
-
-
-def _loggable_path(path: str) -> str:
-    # The query may carry secrets of other systems; the path is enough to find the route.
-    path = path.split("?", 1)[0]
-    return path if len(path) <= 200 else path[:200] + "..."
-
-
-def log_rejection(rejection: Rejection, path: str, exc: BaseException | None = None) -> None:
-    """Log a refused webhook on ``upvest_verify.security``.
-
-    Logs the reason code, status, request path (no query) and, for verification
-    errors, the key id and the library's log message. Never logs signatures,
-    header values or bodies. Unexpected exceptions are logged with their traceback.
-
-    Args:
-        rejection: What the client gets.
-        path: The request path as received.
-        exc: The exception behind the rejection, if any.
-    """
-    level = logging.ERROR if rejection.status >= 500 else logging.WARNING
-    detail = ""
-    if isinstance(exc, VerificationError):
-        detail = f" key_id={exc.key_id!r} message={exc.message!r}" if exc.key_id else ""
-        detail = detail or f" message={exc.message!r}"
-    elif isinstance(exc, ConfigurationError):
-        detail = f" message={str(exc)!r}"
-    security_logger.log(
-        level,
-        "Upvest webhook rejected: reason=%s status=%d path=%r%s",
-        rejection.reason,
-        rejection.status,
-        _loggable_path(path),
-        detail,
-        exc_info=exc if rejection.reason == INTERNAL_ERROR else None,
-        extra={"upvest_reason": rejection.reason, "upvest_status": rejection.status},
-    )
-
-
-# --------------------------------------------------------------------------- verifying
-
-RunSync = Callable[[Callable[[], VerifiedWebhook]], Awaitable[VerifiedWebhook]]
-
-
-async def verify_async(
-    verifier: Verifier,
-    method: str,
-    url: str,
-    headers: Any,
-    body: bytes,
-    run_sync: RunSync | None,
-) -> VerifiedWebhook:
-    """Verify from async code, offloading through ``run_sync`` when given.
-
-    With a key set or an async key provider this is :meth:`Verifier.averify`. A
-    provider with only a synchronous interface may do network I/O, so the whole
-    :meth:`Verifier.verify` then runs through ``run_sync`` (or inline if offloading
-    is off).
-
-    Args:
-        verifier: The verifier.
-        method: The request method.
-        url: The rebuilt URL.
-        headers: Header field lines.
-        body: The raw body.
-        run_sync: Runs a callable in a worker thread, or ``None`` to stay inline.
-
-    Returns:
-        The verified webhook.
-
-    Raises:
-        VerificationError: The webhook is not acceptable.
-    """
-    keys = verifier.keys
-    if isinstance(keys, KeySet) or (
-        isinstance(keys, AsyncKeyProvider) and inspect.iscoroutinefunction(keys.acurrent)
-    ):
-        return await verifier.averify(method, url, headers, body, run_sync=run_sync)
-    if run_sync is None:
-        return verifier.verify(method, url, headers, body)
-    return await run_sync(lambda: verifier.verify(method, url, headers, body))
-
-
-# --------------------------------------------------------------------------- small parsers
-
-_DIGITS = re.compile(r"[0-9]{1,18}")
-
-
-def declared_length(value: str | bytes | None) -> int | None:
-    """Parse a ``Content-Length`` value.
-
-    Args:
-        value: The field value, or ``None`` when absent.
-
-    Returns:
-        The length, or ``None`` when absent or not a plain decimal (the server
-        rejects such requests itself; the body limit is still enforced while reading).
-    """
-    if value is None:
-        return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip()
-    # RFC 9110 §8.6: Content-Length = 1*DIGIT
-    return int(text) if _DIGITS.fullmatch(text) else None
+# --------------------------------------------------------------------------- request parts
 
 
 def wsgi_header_pairs(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -260,6 +65,35 @@ def wsgi_header_pairs(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             pairs.append((key.replace("_", "-").lower(), value))
     return pairs
+
+
+def asgi_route_path(scope: Mapping[str, Any]) -> str:
+    """The decoded path relative to ``root_path``: what the router matches on.
+
+    Args:
+        scope: The ASGI HTTP scope.
+
+    Returns:
+        The path a :class:`PathMatcher` is asked about.
+    """
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def asgi_log_path(scope: Mapping[str, Any]) -> str:
+    """The path to log for an ASGI request: ``raw_path`` as received, else ``path``.
+
+    Args:
+        scope: The ASGI HTTP scope.
+
+    Returns:
+        The path (:func:`~upvest_verify.adapters._reject.log_rejection` drops any query).
+    """
+    raw = scope.get("raw_path")
+    return bytes(raw).decode("latin-1") if raw else str(scope.get("path", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,269 +514,3 @@ def _clean_prefix(prefix: object, what: str) -> str:
     if any(c in prefix for c in "?#") or prefix != quote(prefix, safe=_PCHAR + "%"):
         raise ConfigurationError(f"{what} must be a percent-encoded path: {prefix!r}")
     return prefix
-
-
-# --------------------------------------------------------------------------- settings
-
-_POLICY_FIELDS: Final = {f.name.upper(): f for f in dataclasses.fields(Policy)}
-_KEY_SOURCES: Final = ("VERIFIER", "KEYS", "JWKS", "JWKS_URL")
-_ADAPTER_KEYS: Final = (
-    "PATHS",
-    "PUBLIC_URL",
-    "TRUSTED_PROXIES",
-    "PROXY_HEADERS",
-    "PATH_PREFIX",
-    "POLICY",
-)
-SETTING_NAMES: Final = frozenset((*_KEY_SOURCES, *_ADAPTER_KEYS, *_POLICY_FIELDS))
-
-
-@dataclass(frozen=True, slots=True)
-class AdapterSettings:
-    """Everything an adapter needs, built from framework configuration.
-
-    Attributes:
-        verifier: The verifier.
-        url: How to rebuild the URL Upvest called.
-        paths: Which paths a middleware protects.
-    """
-
-    verifier: Verifier
-    url: URLRebuilder
-    paths: PathMatcher
-
-    @property
-    def max_body_size(self) -> int:
-        """The body limit of the verifier's policy."""
-        return self.verifier.policy.max_body_size
-
-
-# (code, message) pairs; codes are the Django system-check ids' numbers.
-Problem = tuple[str, str]
-
-
-def _import_object(path: str) -> object:
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ConfigurationError(f"not a dotted path: {path!r}")
-    try:
-        obj: object = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ConfigurationError(f"cannot import {path!r}: {e}") from e
-    return obj
-
-
-def _resolve(value: object) -> object:
-    """A dotted path is imported; a class or zero-argument factory is called."""
-    if isinstance(value, str):
-        value = _import_object(value)
-    if isinstance(value, type) or (
-        callable(value) and not isinstance(value, (Verifier, KeySet, KeyProvider))
-    ):
-        try:
-            value = value()
-        except Exception as e:  # a factory failing is a configuration problem
-            raise ConfigurationError(f"calling {value!r} failed: {e}") from e
-    return value
-
-
-def _read_jwks(value: object) -> Mapping[str, Any] | str | bytes:
-    if isinstance(value, Mapping):
-        return cast(Mapping[str, Any], value)
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (str, Path)):
-        text = str(value)
-        if text.lstrip().startswith("{"):
-            return text
-        try:
-            with open(text, "rb") as f:
-                return f.read(64 * 1024 + 1)
-        except OSError as e:
-            raise ConfigurationError(f"JWKS file {text!r} cannot be read: {e}") from e
-    raise ConfigurationError("JWKS must be a dict, JSON text or bytes, or a file path")
-
-
-def _coerce(name: str, value: object) -> object:
-    """Convert configuration strings (from environment variables) to policy types."""
-    field = _POLICY_FIELDS[name]
-    default = field.default if field.default is not dataclasses.MISSING else None
-    if isinstance(value, str):
-        text = value.strip()
-        if isinstance(default, bool):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-        elif isinstance(default, (int, float)) or name == "MAX_WINDOW":
-            if text.lower() == "none" and name == "MAX_WINDOW":
-                return None
-            try:
-                return int(text) if text.isdigit() else float(text)
-            except ValueError:
-                return value
-        elif name in ("LABELS", "REQUIRED_COMPONENTS", "KEY_TYPES"):
-            return tuple(p.strip() for p in text.split(",") if p.strip())
-    if isinstance(value, list) and name in ("LABELS", "REQUIRED_COMPONENTS"):
-        return tuple(value)
-    return value
-
-
-def _policy(values: Mapping[str, Any], problems: list[Problem]) -> Policy | None:
-    given = {k: v for k, v in values.items() if k in _POLICY_FIELDS}
-    if "POLICY" in values:
-        if given:
-            problems.append(("E005", "give POLICY or individual policy settings, not both"))
-            return None
-        policy = values["POLICY"]
-        if not isinstance(policy, Policy):
-            problems.append(("E005", "POLICY must be an upvest_verify.Policy"))
-            return None
-        return policy
-    try:
-        options: dict[str, Any] = {k.lower(): _coerce(k, v) for k, v in given.items()}
-        return Policy(**options)
-    except (ConfigurationError, TypeError, ValueError) as e:
-        problems.append(("E005", f"invalid policy setting: {e}"))
-        return None
-
-
-def _verifier(
-    values: Mapping[str, Any], verifier: Verifier | None, problems: list[Problem]
-) -> Verifier | None:
-    sources = [k for k in _KEY_SOURCES if values.get(k) is not None]
-    policy_given = "POLICY" in values or any(k in _POLICY_FIELDS for k in values)
-    if verifier is not None:
-        if sources or policy_given:
-            found = ", ".join(sources) or "the policy settings"
-            problems.append(("E003", f"a verifier was passed in code; remove {found}"))
-            return None
-        return verifier
-    if len(sources) != 1:
-        problems.append(
-            (
-                "E003",
-                "give exactly one key source: VERIFIER, KEYS, JWKS or JWKS_URL"
-                + (f" (found {', '.join(sources)})" if sources else ""),
-            )
-        )
-        return None
-    source = sources[0]
-    if source == "VERIFIER":
-        if policy_given:
-            problems.append(("E005", "policy settings are ignored with VERIFIER; set them on it"))
-            return None
-        try:
-            obj = _resolve(values["VERIFIER"])
-        except ConfigurationError as e:
-            problems.append(("E004", f"VERIFIER: {e}"))
-            return None
-        if not isinstance(obj, Verifier):
-            problems.append(("E004", "VERIFIER must be an upvest_verify.Verifier or a path to one"))
-            return None
-        return obj
-    policy = _policy(values, problems)
-    if policy is None:
-        return None
-    try:
-        if source == "KEYS":
-            keys = _resolve(values["KEYS"])
-            if not isinstance(keys, (KeySet, KeyProvider)):
-                raise ConfigurationError("KEYS must be a KeySet or a key provider (JWKSCache)")
-            return Verifier(keys, policy=policy)
-        if source == "JWKS":
-            key_set = KeySet.from_jwks(_read_jwks(values["JWKS"]), key_types=policy.key_types)
-            if not key_set:
-                raise ConfigurationError("the JWKS holds no usable key")
-            return Verifier(key_set, policy=policy)
-        return Verifier(_jwks_cache(values["JWKS_URL"], policy), policy=policy)
-    except (ConfigurationError, JWKSError) as e:
-        problems.append(("E004", f"{source}: {e}"))
-        return None
-
-
-def _jwks_cache(url: object, policy: Policy) -> KeyProvider:
-    """A :class:`~upvest_verify.jwks.JWKSCache` fetching ``url`` (plain HTTPS GET, no auth)."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"JWKS_URL must be a string, got {url!r}")
-    return JWKSCache(URLKeySource(url), key_types=policy.key_types)
-
-
-def _settings(
-    values: object, *, verifier: Verifier | None, origin: str
-) -> tuple[AdapterSettings | None, list[Problem]]:
-    problems: list[Problem] = []
-    if not isinstance(values, Mapping):
-        return None, [("E001", f"{origin} must be a dict")]
-    unknown = sorted(str(k) for k in values if k not in SETTING_NAMES)
-    if unknown:
-        problems.append(("E002", f"unknown {origin} keys: {', '.join(unknown)}"))
-    built = _verifier(values, verifier, problems)
-    try:
-        paths = PathMatcher.create(values.get("PATHS", DEFAULT_PATHS))
-    except ConfigurationError as e:
-        problems.append(("E006", f"PATHS: {e}"))
-    try:
-        url = URLRebuilder.create(
-            public_url=values.get("PUBLIC_URL"),
-            trusted_proxies=values.get("TRUSTED_PROXIES") or (),
-            proxy_headers=values.get("PROXY_HEADERS", "x-forwarded"),
-            path_prefix=values.get("PATH_PREFIX", ""),
-        )
-    except ConfigurationError as e:
-        problems.append(("E007", str(e)))
-    if problems or built is None:
-        return None, problems
-    return AdapterSettings(built, url, paths), problems
-
-
-def settings_problems(
-    values: object, *, verifier: Verifier | None = None, origin: str = "UPVEST_VERIFY"
-) -> list[tuple[str, str]]:
-    """List what is wrong with adapter settings, without raising.
-
-    Args:
-        values: The settings mapping (keys without prefix: ``JWKS``, ``SKEW``...).
-        verifier: A verifier given in code, if any.
-        origin: How the settings are named in messages.
-
-    Returns:
-        ``(code, message)`` pairs; codes ``E001`` to ``E007``. Empty if all is well.
-    """
-    return _settings(values, verifier=verifier, origin=origin)[1]
-
-
-def load_settings(
-    values: object, *, verifier: Verifier | None = None, origin: str = "UPVEST_VERIFY"
-) -> AdapterSettings:
-    """Build the verifier and adapter options from settings.
-
-    Keys (all optional except a key source, unless ``verifier`` is given):
-
-    - key source, exactly one: ``VERIFIER`` (a Verifier, a dotted path to one or a
-      factory), ``KEYS`` (a KeySet or key provider, or a path/factory), ``JWKS``
-      (a dict, JSON text or a file path), ``JWKS_URL`` (https URL of a JWKS);
-    - policy: ``POLICY`` (a Policy) or any Policy field in upper case (``SKEW``,
-      ``MAX_AGE``, ``MAX_BODY_SIZE``, ``DIALECT``...);
-    - ``PATHS`` (default ``["/webhooks/upvest"]``), ``PUBLIC_URL``,
-      ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``.
-
-    Args:
-        values: The settings mapping.
-        verifier: A verifier given in code (then no key source or policy keys).
-        origin: How the settings are named in messages.
-
-    Returns:
-        The adapter settings.
-
-    Raises:
-        ConfigurationError: Listing every problem found.
-    """
-    built, problems = _settings(values, verifier=verifier, origin=origin)
-    if built is None:
-        raise ConfigurationError("; ".join(f"{code}: {msg}" for code, msg in problems))
-    return built

@@ -1,27 +1,20 @@
-"""The framework-free adapter helpers: URL rebuilding, proxies, paths, problems, settings."""
+"""URL rebuilding, proxy fields, path matching and header pairs (``adapters/_url.py``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from upvest_verify import ConfigurationError, Policy, Reason, VerificationError, Verifier
-from upvest_verify.adapters._common import (
+from upvest_verify import ConfigurationError, Reason, VerificationError
+from upvest_verify.adapters._url import (
+    DEFAULT_PATHS,
     PathMatcher,
-    Rejection,
     URLRebuilder,
-    declared_length,
-    load_settings,
-    rejection_for,
-    settings_problems,
+    asgi_log_path,
+    asgi_route_path,
     wsgi_header_pairs,
 )
-from upvest_verify.jwks import JWKSCache
-from upvest_verify.testing import generate_key, make_jwks, make_key_set
-
-KEY = generate_key()
 
 
 def asgi(**overrides: Any) -> dict[str, Any]:
@@ -256,95 +249,32 @@ def test_path_matcher() -> None:
     assert PathMatcher.create("/x")("/x")
 
 
-def test_declared_length() -> None:
-    """Content-Length parses plain decimals only."""
-    assert declared_length(b" 12 ") == 12
-    assert declared_length(None) is None
-    assert declared_length("1,2") is None
-    assert declared_length("-1") is None
-
-
 def test_wsgi_header_pairs() -> None:
     """WSGI HTTP_* keys and the two content keys become lower-case field names."""
     environ = {"HTTP_X_A_B": "1", "CONTENT_TYPE": "a/b", "CONTENT_LENGTH": "", "wsgi.x": object()}
     assert wsgi_header_pairs(environ) == [("x-a-b", "1"), ("content-type", "a/b")]
 
 
-def test_rejections() -> None:
-    """Exceptions map to status and code; the body is a problem document without internals."""
-    rejection = rejection_for(VerificationError(Reason.EXPIRED, "secret detail"))
-    assert rejection == Rejection(401, "expired")
-    assert json.loads(rejection.body()) == {
-        "type": "about:blank",
-        "title": "Unauthorized",
-        "status": 401,
-        "detail": "expired",
-    }
-    assert rejection_for(ConfigurationError("x")) == Rejection(500, "configuration_error")
-    assert rejection_for(KeyError("x")) == Rejection(500, "internal_error")
-    assert ("allow", "POST") in Rejection(405, "method_not_allowed").headers()
-    assert Rejection(599, "x").title == "Error"
-
-
-def test_settings_build_a_verifier_with_policy() -> None:
-    """Settings strings are coerced to policy types and reach the verifier."""
-    settings = load_settings(
-        {
-            "JWKS": json.dumps(make_jwks(KEY)),
-            "SKEW": "5",
-            "MAX_AGE": "1.5",
-            "MAX_WINDOW": "none",
-            "REQUIRE_NONCE": "yes",
-            "LABELS": "sig1, sig2",
-            "REQUIRED_COMPONENTS": ["@method", "@path", "@authority"],
-            "PATHS": "/in",
-        }
-    )
-    policy = settings.verifier.policy
-    assert (policy.skew, policy.max_age, policy.max_window) == (5, 1.5, None)
-    assert policy.require_nonce is True
-    assert policy.labels == ("sig1", "sig2")
-    assert policy.required_components == ("@method", "@path", "@authority")
-    assert settings.paths("/in")
-    assert settings.max_body_size == policy.max_body_size
-
-
-def test_settings_with_policy_object_and_keys() -> None:
-    """POLICY and KEYS (a provider) are accepted as objects."""
-    policy = Policy(skew=1)
-    settings = load_settings({"KEYS": make_key_set(KEY), "POLICY": policy})
-    assert settings.verifier.policy is policy
-
-
-def test_jwks_url_builds_a_cache() -> None:
-    """JWKS_URL builds a JWKSCache-backed verifier without fetching at start-up."""
-    settings = load_settings({"JWKS_URL": "https://jwks.example/keys.json"})
-    assert isinstance(settings.verifier.keys, JWKSCache)
-
-
 @pytest.mark.parametrize(
-    ("values", "code"),
+    ("path", "root", "route"),
     [
-        ({"KEYS": "json:loads"}, "E004"),
-        ({"KEYS": 3}, "E004"),
-        ({"JWKS": 3}, "E004"),
-        ({"JWKS_URL": 3}, "E004"),
-        ({"JWKS_URL": "ftp://x"}, "E004"),
-        ({"VERIFIER": "nodots"}, "E004"),
-        ({"POLICY": "strict", "JWKS": "{}"}, "E005"),
-        ({"POLICY": Policy(), "SKEW": 1, "JWKS": "{}"}, "E005"),
-        ({"SKEW": "soon", "JWKS": "{}"}, "E005"),
+        ("/webhooks/upvest", "", "/webhooks/upvest"),
+        ("/api/webhooks/upvest", "/api", "/webhooks/upvest"),
+        ("/api", "/api", "/"),
+        ("/apiary/x", "/api", "/apiary/x"),
     ],
 )
-def test_settings_problems(values: dict[str, Any], code: str) -> None:
-    """Each unusable setting is reported with its code, without raising."""
-    assert code in [c for c, _ in settings_problems(values)]
-    with pytest.raises(ConfigurationError, match=code):
-        load_settings(values)
+def test_asgi_route_path(path: str, root: str, route: str) -> None:
+    """The route path is the decoded path with a matching root_path prefix removed."""
+    assert asgi_route_path(asgi(path=path, root_path=root)) == route
 
 
-def test_verifier_given_in_code() -> None:
-    """With a verifier from code, only adapter options may be configured."""
-    verifier = Verifier(make_key_set(KEY))
-    assert load_settings({"PATHS": ["/x"]}, verifier=verifier).verifier is verifier
-    assert [c for c, _ in settings_problems({"SKEW": 3}, verifier=verifier)] == ["E003"]
+def test_asgi_log_path() -> None:
+    """The logged path is the raw path as received, else the decoded path."""
+    assert asgi_log_path(asgi(raw_path=b"/webhooks/%75pvest")) == "/webhooks/%75pvest"
+    assert asgi_log_path(asgi(raw_path=None, path="/a b")) == "/a b"
+
+
+def test_default_paths_are_valid() -> None:
+    """The default protected path compiles and matches the documented webhook path."""
+    assert PathMatcher.create(DEFAULT_PATHS)("/webhooks/upvest")
