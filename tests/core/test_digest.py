@@ -174,8 +174,9 @@ def test_content_digest_fast_form_bad_padding_goes_to_the_parser() -> None:
         f"SHA-256={SHA256},SHA-512={SHA512}",
         f" \tSHA-256={SHA256} \t, MD5=abc",
         f"SHA-256={SHA256}, SHA-256={SHA256}",
+        f"MD5=abc, UNIXsum=1, SHA-256={SHA256}",
     ],
-    ids=["canonical", "lower", "sha512", "both", "whitespace-md5", "same-twice"],
+    ids=["canonical", "lower", "sha512", "both", "whitespace-md5", "same-twice", "md5-first"],
 )
 def test_legacy_digest_accepts(value: str) -> None:
     """Case-insensitive tokens, lists, and unknown algorithms ignored."""
@@ -226,6 +227,9 @@ def test_legacy_digest_only_space_and_tab_are_trimmed() -> None:
     assert error.reason is Reason.DIGEST_MISMATCH  # "\x0bsha-256" is no known algorithm
     error = rejected(check_legacy_digest, f"SHA-256={SHA256}\x0c")
     assert error.reason is Reason.MALFORMED_HEADER
+    # Letters are not trimmed either: "XSHA-256" is an unknown algorithm.
+    error = rejected(check_legacy_digest, f"XSHA-256={SHA256}")
+    assert error.reason is Reason.DIGEST_MISMATCH
 
 
 def test_legacy_digest_conflicting_duplicates() -> None:

@@ -235,6 +235,7 @@ def test_check_params_created_required_by_policy() -> None:
 def test_check_params_nonce_required_by_policy() -> None:
     """Without nonce: fine by default, malformed when the policy requires it."""
     check_params(params(nonce=None), POLICY)
+    check_params(params(), Policy(require_nonce=True))
     assert_error(
         refused(params(nonce=None), Policy(require_nonce=True)),
         Reason.MALFORMED_HEADER,
