@@ -35,8 +35,8 @@ else:
 from . import __version__
 from ._keyset import KeySet
 from ._policy import Policy
-from .errors import VerificationError
-from .jwks import JWKSCache, URLKeySource
+from .errors import ConfigurationError, VerificationError
+from .jwks import JWKSCache, URLKeySource, load_jwks
 from .testing import SignedWebhook, SigningKey, generate_key, make_jwks, sample_events, sign_webhook
 from .verifier import Verifier
 
@@ -225,8 +225,11 @@ def _parse_raw_request(data: bytes) -> tuple[str, str, list[tuple[str, str]], by
 
 
 def _load_jwks(value: str) -> KeySet:
-    text = Path(value).read_text(encoding="utf-8") if Path(value).exists() else value
-    return KeySet.from_jwks(text)
+    # One rule for text vs path (load_jwks): "{..." is JSON text, anything else a file.
+    try:
+        return KeySet.from_jwks(load_jwks(value))
+    except ConfigurationError as e:
+        raise click.BadParameter(str(e), param_hint="'--jwks'") from e
 
 
 def _build_cli() -> Any:
@@ -246,7 +249,7 @@ def _build_cli() -> Any:
 
     @cli.command()
     @click.argument("request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--jwks", required=True, help="JWKS file, or the JSON itself.")
+    @click.option("--jwks", required=True, help="JWKS file, or JSON text starting with '{'.")
     @click.option("--base-url", help="Scheme and authority the request was sent to.")
     @click.option("--now", type=float, help="Unix time to verify at (default: now).")
     @click.option("--skew", type=float, default=60.0, show_default=True)

@@ -4,7 +4,9 @@ A :class:`~upvest_verify.Verifier` takes either a fixed
 :class:`~upvest_verify.KeySet` or a *key provider* such as
 :class:`~upvest_verify.jwks.JWKSCache`. A provider hands out immutable key-set
 snapshots; the pure core verifies against one snapshot at a time and asks the
-provider for a rate-limited refresh only when a ``keyid`` is unknown.
+provider for a rate-limited refresh only when a ``keyid`` is unknown. A
+:class:`~upvest_verify.jwks.JWKSCache` in turn gets its JWKS documents from a
+*key source*.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._keyset import KeySet
+    from .jwks import FetchResult
 
-__all__ = ["AsyncKeyProvider", "Clock", "KeyProvider"]
+__all__ = ["AsyncKeyProvider", "AsyncKeySource", "Clock", "KeyProvider", "KeySource"]
 
 Clock = Callable[[], float]
 """A wall clock in Unix seconds, like :func:`time.time`."""
@@ -63,5 +66,40 @@ class AsyncKeyProvider(Protocol):
 
         Returns:
             The new snapshot, or ``None`` when no refresh was allowed or it failed.
+        """
+        ...
+
+
+@runtime_checkable
+class KeySource(Protocol):
+    """Protocol: where a :class:`~upvest_verify.jwks.JWKSCache` gets the JWKS from (blocking).
+
+    ``fetch`` may raise any exception (``OSError`` for transport and HTTP errors,
+    :class:`~upvest_verify.errors.JWKSError` for unusable content, by convention);
+    the cache treats every exception as a failed fetch and keeps its last good keys.
+    """
+
+    def fetch(self) -> FetchResult:
+        """Fetch the JWKS document, blocking the calling thread.
+
+        Returns:
+            The document and its cache lifetime.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncKeySource(KeySource, Protocol):
+    """Protocol: a :class:`KeySource` that can also fetch without blocking an event loop.
+
+    The cache's async methods use ``afetch`` when the source has it, and otherwise
+    run ``fetch`` in a worker thread.
+    """
+
+    async def afetch(self) -> FetchResult:
+        """Fetch the JWKS document without blocking the event loop.
+
+        Returns:
+            The document and its cache lifetime.
         """
         ...

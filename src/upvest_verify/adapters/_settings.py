@@ -15,13 +15,12 @@ import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from upvest_verify import KeySet, Policy, Verifier
 from upvest_verify.adapters._url import DEFAULT_PATHS, PathMatcher, URLRebuilder
 from upvest_verify.errors import ConfigurationError, JWKSError
-from upvest_verify.jwks import JWKSCache, URLKeySource
+from upvest_verify.jwks import JWKSCache, URLKeySource, load_jwks
 from upvest_verify.types import KeyProvider
 
 __all__ = [
@@ -96,25 +95,6 @@ def _resolve(value: object) -> object:
         except Exception as e:  # a factory failing is a configuration problem
             raise ConfigurationError(f"calling {value!r} failed: {e}") from e
     return value
-
-
-# TODO(load_jwks): replace with upvest_verify.jwks.load_jwks(value) once the jwks package
-# ships it (same inputs: mapping, bytes, JSON text or file path; ConfigurationError).
-def _read_jwks(value: object) -> Mapping[str, Any] | str | bytes:
-    if isinstance(value, Mapping):
-        return cast(Mapping[str, Any], value)
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (str, Path)):
-        text = str(value)
-        if text.lstrip().startswith("{"):
-            return text
-        try:
-            with open(text, "rb") as f:
-                return f.read(64 * 1024 + 1)
-        except OSError as e:
-            raise ConfigurationError(f"JWKS file {text!r} cannot be read: {e}") from e
-    raise ConfigurationError("JWKS must be a dict, JSON text or bytes, or a file path")
 
 
 def _coerce(name: str, value: object) -> object:
@@ -205,7 +185,7 @@ def _verifier(
                 raise ConfigurationError("KEYS must be a KeySet or a key provider (JWKSCache)")
             return Verifier(keys, policy=policy)
         if source == "JWKS":
-            key_set = KeySet.from_jwks(_read_jwks(values["JWKS"]), key_types=policy.key_types)
+            key_set = KeySet.from_jwks(load_jwks(values["JWKS"]), key_types=policy.key_types)
             if not key_set:
                 raise ConfigurationError("the JWKS holds no usable key")
             return Verifier(key_set, policy=policy)

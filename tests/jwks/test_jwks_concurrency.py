@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, wait_until
 
 from upvest_verify import KeySet
 from upvest_verify.jwks import JWKSCache, URLKeySource
+
+from ._jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, wait_until
 
 
 def make_cache(

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from _jwks_helpers import FakeClock, JWKKey, JWKSServer, make_key, running_server
 
 from upvest_verify.jwks import JWKSCache
+
+from ._jwks_helpers import FakeClock, JWKKey, JWKSServer, make_key, running_server
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Key sources: StaticKeySource and URLKeySource against a real loopback HTTP(S) server."""
+"""URLKeySource: its pure rules directly, and its urllib and httpx drivers against real loopback servers."""
 
 from __future__ import annotations
 
@@ -10,16 +10,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from _jwks_helpers import JWKKey, JWKSServer, jwks, running_server, self_signed_tls
 
 from upvest_verify import ConfigurationError, JWKSError
-from upvest_verify.jwks import (
-    AsyncKeySource,
-    FetchResult,
-    KeySource,
-    StaticKeySource,
-    URLKeySource,
+from upvest_verify.jwks import URLKeySource
+from upvest_verify.jwks._http import (
+    add_chunk,
+    check_length,
+    check_status,
+    check_url,
+    fetch_result,
+    is_loopback,
+    origin,
+    redirect_target,
+    request_headers,
 )
+
+from ._jwks_helpers import JWKKey, JWKSServer, jwks, running_server, self_signed_tls
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -28,60 +34,97 @@ def _source(server: JWKSServer, **kwargs: object) -> URLKeySource:
     return URLKeySource(server.url, allow_insecure_loopback=True, **kwargs)  # type: ignore[arg-type]
 
 
-# ---- StaticKeySource ---------------------------------------------------------------
+# ---- pure rules -------------------------------------------------------------------------------
 
 
-def test_static_source_from_mapping_text_and_bytes(key_a: JWKKey) -> None:
-    """A mapping, JSON text and JSON bytes all come back as the same document."""
-    doc = jwks(key_a)
-    for given in (doc, json.dumps(doc), json.dumps(doc).encode()):
-        source = StaticKeySource(given)
-        result = source.fetch()
-        assert json.loads(result.body) == doc
-        assert result.max_age is None
-        assert asyncio.run(source.afetch()) == result
-
-
-def test_static_source_reads_file_on_every_fetch(
-    tmp_path: Path, key_a: JWKKey, key_b: JWKKey
-) -> None:
-    """A file-backed source re-reads the file, so replacing it rotates the keys."""
-    path = tmp_path / "jwks.json"
-    path.write_text(json.dumps(jwks(key_a)))
-    source = StaticKeySource(path)
-    assert json.loads(source.fetch().body) == jwks(key_a)
-    path.write_text(json.dumps(jwks(key_b)))
-    assert json.loads(asyncio.run(source.afetch()).body) == jwks(key_b)
-    assert json.loads(StaticKeySource(str(path)).fetch().body) == jwks(key_b)
-
-
-def test_static_source_caps_file_size(tmp_path: Path) -> None:
-    """A file larger than max_bytes is refused as a whole."""
-    path = tmp_path / "big.json"
-    path.write_bytes(b'{"keys": []}' + b" " * 100)
-    with pytest.raises(JWKSError, match="larger than"):
-        StaticKeySource(path, max_bytes=50).fetch()
+def test_origin_lowercases_and_fills_in_default_ports() -> None:
+    """An origin is (scheme, host, port), case-insensitive, with 443/80 filled in."""
+    assert origin("HTTPS://API.Upvest.co/x") == ("https", "api.upvest.co", 443)
+    assert origin("http://127.0.0.1/x") == ("http", "127.0.0.1", 80)
+    assert origin("https://h:8443/x") == ("https", "h", 8443)
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [{"keys": {1, 2}}, "{not json", b"{also not json", "/no/such/file.json"],
-    ids=["unserialisable", "bad-text", "bad-bytes", "missing-file"],
+    ("host", "expected"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("10.0.0.1", False),
+        ("localhost.example", False),
+        ("api.upvest.co", False),
+    ],
 )
-def test_static_source_rejects_bad_configuration(bad: object) -> None:
-    """Unserialisable mappings, non-JSON text and missing files fail at construction."""
-    with pytest.raises(ConfigurationError):
-        StaticKeySource(bad)  # type: ignore[arg-type]
+def test_is_loopback(host: str, expected: bool) -> None:
+    """Only localhost, 127.0.0.0/8 and ::1 count as loopback."""
+    assert is_loopback(host) is expected
 
 
-def test_sources_satisfy_protocols(key_a: JWKKey) -> None:
-    """Both built-in sources implement KeySource and AsyncKeySource."""
-    for source in (
-        StaticKeySource(jwks(key_a)),
-        URLKeySource("https://api.upvest.co/auth/verify_keys"),
-    ):
-        assert isinstance(source, KeySource)
-        assert isinstance(source, AsyncKeySource)
+def test_check_url_drops_the_fragment_and_flags_loopback_http() -> None:
+    """check_url returns the URL to fetch and whether it is plain HTTP to loopback."""
+    assert check_url("https://h/k#frag", allow_insecure_loopback=False) == ("https://h/k", False)
+    assert check_url("https://127.0.0.1/k", allow_insecure_loopback=True) == (
+        "https://127.0.0.1/k",
+        False,
+    )
+    assert check_url("http://[::1]:8/k", allow_insecure_loopback=True) == ("http://[::1]:8/k", True)
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("/other", "https://h/other"),
+        ("other", "https://h/a/other"),
+        ("https://H:443/x", "https://H:443/x"),
+    ],
+)
+def test_redirect_target_within_the_origin(location: str, expected: str) -> None:
+    """Relative and same-origin absolute redirects resolve against the URL that answered."""
+    assert redirect_target("https://h/a/b", location, 302) == expected
+
+
+@pytest.mark.parametrize(
+    "location", ["http://h/a", "https://h:8443/a", "https://evil.example/a", "//evil.example/a"]
+)
+def test_redirect_target_to_another_origin_is_refused(location: str) -> None:
+    """A redirect to another scheme, port or host is an OSError (F11)."""
+    with pytest.raises(OSError, match="another origin"):
+        redirect_target("https://h/a", location, 301)
+
+
+def test_status_and_length_checks() -> None:
+    """Only 200 is a key set; a declared length above the cap is refused, garbage ignored."""
+    check_status("https://h/k", 200)
+    with pytest.raises(OSError, match="HTTP 203"):
+        check_status("https://h/k", 203)
+    check_length("100", 100)
+    check_length(None, 100)
+    check_length("lots", 100)
+    with pytest.raises(JWKSError, match="declares 101 bytes"):
+        check_length(" 101 ", 100)
+
+
+def test_add_chunk_caps_the_body_inclusively() -> None:
+    """Chunks are appended up to max_bytes; the first byte past it abandons the body (F7)."""
+    body = bytearray()
+    add_chunk(body, b"x" * 60, 100)
+    add_chunk(body, b"x" * 40, 100)
+    assert len(body) == 100
+    with pytest.raises(JWKSError, match="larger than max_bytes=100"):
+        add_chunk(body, b"x", 100)
+
+
+def test_request_headers_and_fetch_result() -> None:
+    """Requests ask for uncompressed JSON; several Cache-Control lines are read as one."""
+    assert request_headers() == {
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        "User-Agent": "upvest-verify",
+    }
+    result = fetch_result(b"{}", ["public", "max-age=120"], "20")
+    assert (result.body, result.max_age) == (b"{}", 100.0)
+    assert fetch_result(b"{}", [], None).max_age is None
 
 
 # ---- URLKeySource configuration (K1, F11) ----------------------------------------------
@@ -365,8 +408,19 @@ def test_importing_jwks_does_not_import_httpx_or_anyio() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_fetch_result_is_frozen() -> None:
-    """FetchResult is an immutable value object."""
-    result = FetchResult(b"{}", 5.0)
-    with pytest.raises(AttributeError):
-        result.body = b"x"  # type: ignore[misc]
+def test_importing_the_package_defers_asyncio_ssl_and_urllib() -> None:
+    """asyncio, ssl, http.client and urllib.request load on first fetch, not on import."""
+    code = (
+        "import sys, upvest_verify, upvest_verify.jwks; "
+        "bad = [m for m in ('asyncio', 'ssl', 'http.client', 'urllib.request') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

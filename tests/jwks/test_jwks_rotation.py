@@ -7,7 +7,6 @@ import random
 from typing import Any
 
 import pytest
-from _jwks_helpers import FakeClock, JWKSServer, wait_until
 
 from upvest_verify import KeyNotFound, KeySetUnavailable, Reason, VerifiedWebhook, Verifier
 from upvest_verify.jwks import JWKSCache, URLKeySource
@@ -19,6 +18,8 @@ from upvest_verify.testing import (
     sample_events,
     sign_webhook,
 )
+
+from ._jwks_helpers import FakeClock, JWKSServer, wait_until
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import warnings
 from typing import Any
 
 import pytest
-from _jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, jwks, make_key, wait_until
 
 from upvest_verify import (
     AsyncKeyProvider,
@@ -24,6 +23,8 @@ from upvest_verify import (
     Reason,
 )
 from upvest_verify.jwks import CacheStats, FetchResult, JWKSCache, StaticKeySource, URLKeySource
+
+from ._jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, jwks, make_key, wait_until
 
 
 def make_cache(

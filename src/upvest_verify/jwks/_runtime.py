@@ -1,0 +1,255 @@
+"""What the cache shares between threads and asyncio tasks of any event loop.
+
+* :class:`Flight`, the one fetch in flight: a :class:`concurrent.futures.Future`,
+  not an asyncio primitive, so threads block on it and tasks of any loop await it
+  (K7). The future is marked RUNNING at once: a waiter that is cancelled or times
+  out never cancels the fetch the others share.
+* :func:`stop_worker`, which stops the background refresher, a thread or a task
+  on any loop, from any thread.
+* :class:`NegativeCache`, the unknown kids a refresh did not bring in, read
+  without a lock and bounded in size.
+* :class:`CacheStats`, counters with thread-safe increments.
+
+No policy lives here. ``asyncio`` is imported only by the async paths.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from upvest_verify._keyset import KeySet
+
+__all__ = ["CacheStats", "Flight", "NegativeCache", "running_loop", "stop_worker"]
+
+logger = logging.getLogger("upvest_verify")
+
+NEGATIVE_CACHE_SIZE = 1024
+"""Most unknown kids remembered; past it the negative cache starts over (H8)."""
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any.
+
+    Returns:
+        The loop, or ``None`` (also when asyncio was never imported: then no loop runs).
+    """
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        return cast("asyncio.AbstractEventLoop", aio.get_running_loop())
+    except RuntimeError:
+        return None
+
+
+class CacheStats:
+    """Counters of a :class:`~upvest_verify.jwks.JWKSCache` (thread-safe increments).
+
+    Attributes:
+        fetches: Fetch attempts started.
+        failures: Fetch attempts that failed (transport, HTTP status, garbage,
+            oversized or no usable key).
+        stale_serves: Key sets handed out after their TTL (during a refresh or an
+            outage, up to ``max_stale``).
+        unknown_kid_refusals: Refresh-on-miss requests refused by the cooldown or the
+            negative cache.
+    """
+
+    __slots__ = ("_lock", "failures", "fetches", "stale_serves", "unknown_kid_refusals")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.fetches = 0
+        self.failures = 0
+        self.stale_serves = 0
+        self.unknown_kid_refusals = 0
+
+    def _add(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a dict (for metrics exporters).
+
+        Returns:
+            ``{"fetches": ..., "failures": ..., "stale_serves": ...,
+            "unknown_kid_refusals": ...}``.
+        """
+        with self._lock:
+            return {
+                "fetches": self.fetches,
+                "failures": self.failures,
+                "stale_serves": self.stale_serves,
+                "unknown_kid_refusals": self.unknown_kid_refusals,
+            }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        return f"CacheStats({fields})"
+
+
+class NegativeCache(dict[str, float]):
+    """Unknown kids and the monotonic time until which a refresh for them is refused.
+
+    Single dict operations are atomic, so readers need no lock; a lost update only
+    costs one more trip through the (locked, rate-limited) refresh path.
+    """
+
+    __slots__ = ()
+
+    def refuses(self, kid: str, now: float) -> bool:
+        """Whether a refresh for ``kid`` is refused at ``now``; forgets an expired entry.
+
+        Args:
+            kid: The unknown ``keyid``.
+            now: The monotonic time.
+
+        Returns:
+            ``True`` while the entry for ``kid`` has not expired.
+        """
+        until = self.get(kid)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        self.pop(kid, None)
+        return False
+
+    def remember(self, kid: str, until: float) -> None:
+        """Refuse refreshes for ``kid`` until ``until``; bounded memory under kid noise (H8).
+
+        Args:
+            kid: The unknown ``keyid``.
+            until: The monotonic time the refusal ends.
+        """
+        if len(self) >= NEGATIVE_CACHE_SIZE:
+            self.clear()
+        self[kid] = until
+
+
+def stop_worker(
+    worker: threading.Thread | asyncio.Task[None] | None, stop: threading.Event | None
+) -> None:
+    """Tell the background refresher to stop, from any thread, without waiting.
+
+    Args:
+        worker: The refresher: a thread (stopped through ``stop``) or a task
+            (cancelled on its own loop, thread-safely), or ``None``.
+        stop: The thread's stop event, or ``None``.
+    """
+    if stop is not None:
+        stop.set()
+    if worker is None or isinstance(worker, threading.Thread) or worker.done():
+        return
+    loop = worker.get_loop()
+    if loop is running_loop():
+        worker.cancel()
+    elif not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(worker.cancel)
+
+
+class Flight:
+    """One fetch in flight and its waiters.
+
+    Attributes:
+        started: Monotonic time the fetch started.
+        reason: Why it runs (for logs): cold start, expired, unknown kid, ...
+        future: Resolves to the fetched snapshot, or ``None`` when the fetch failed.
+        loop: The event loop of the task running it, if a task runs it.
+        task: A strong reference to that task.
+    """
+
+    __slots__ = ("future", "loop", "reason", "started", "task")
+
+    def __init__(self, started: float, reason: str) -> None:
+        self.started = started
+        self.reason = reason
+        self.future: concurrent.futures.Future[KeySet | None] = concurrent.futures.Future()
+        # RUNNING futures cannot be cancelled: a cancelled waiter never cancels the
+        # shared fetch for the others.
+        self.future.set_running_or_notify_cancel()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def settle(self, keys: KeySet | None) -> None:
+        """Wake every waiter with ``keys`` (once; later calls do nothing).
+
+        Args:
+            keys: The new snapshot, or ``None`` for a failed or abandoned fetch.
+        """
+        if not self.future.done():
+            self.future.set_result(keys)
+
+    def abandoned(self) -> bool:
+        """Whether its event loop closed without finishing the task; if so, wake the waiters.
+
+        Returns:
+            ``True`` when nobody will ever finish this flight.
+        """
+        if self.loop is None or not self.loop.is_closed():
+            return False
+        self.settle(None)
+        return True
+
+    def run_as_task(self, fetch: Coroutine[Any, Any, None]) -> None:
+        """Run ``fetch`` as a task of its own on the running loop.
+
+        A task of its own: a cancelled request never cancels the shared fetch.
+
+        Args:
+            fetch: The coroutine that fetches and settles this flight.
+        """
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        self.task = self.loop.create_task(fetch, name="upvest-verify-jwks")
+
+    def wait(self, timeout: float) -> KeySet | None:
+        """Block this thread until the fetch ends, at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds.
+
+        Returns:
+            The snapshot, or ``None`` when the fetch failed or the wait gave up.
+        """
+        if self.loop is not None and self.loop is running_loop():
+            # Sync call on the event loop that must run the fetch: waiting would
+            # deadlock. Async code must use acurrent()/arefresh_for().
+            logger.warning("JWKSCache sync method called on the event loop during an async fetch")
+            return None
+        try:
+            return self.future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            self._gave_up(timeout)
+            return None
+
+    async def wait_async(self, timeout: float) -> KeySet | None:
+        """Await the end of the fetch from any event loop, at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds.
+
+        Returns:
+            The snapshot, or ``None`` when the fetch failed or the wait gave up.
+        """
+        import asyncio
+
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.future), timeout=timeout)
+        except asyncio.TimeoutError:
+            self._gave_up(timeout)
+            return None
+
+    def _gave_up(self, timeout: float) -> None:
+        logger.warning("JWKS fetch (%s) still running after %.0f s", self.reason, timeout)

@@ -1,0 +1,436 @@
+"""The cache policy as pure functions: freshness, staleness, cooldowns, plans, transitions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from upvest_verify import ConfigurationError, JWKSError, KeySet, KeySetUnavailable, Reason
+from upvest_verify.jwks import FetchResult
+from upvest_verify.jwks._policy import (
+    NEVER,
+    Action,
+    CachePolicy,
+    CacheState,
+    background_delay,
+    check_key_types,
+    effective_ttl,
+    freshness_lifetime,
+    is_fresh,
+    is_usable,
+    knows,
+    may_fetch_expired,
+    may_fetch_for_kid,
+    parse_cache_control,
+    plan_current,
+    plan_refresh,
+    plan_refresh_for,
+    record_attempt,
+    record_failure,
+    record_success,
+    refusal_expiry,
+    unavailable,
+    usable_keys,
+)
+
+from ._jwks_helpers import jwks, make_key
+
+POLICY = CachePolicy(
+    ttl=300, min_ttl=60, max_ttl=3600, max_stale=1000, refresh_cooldown=30, failure_cooldown=10
+)
+STRICT = CachePolicy(
+    ttl=300, min_ttl=60, max_ttl=3600, max_stale=0, refresh_cooldown=30, failure_cooldown=10
+)
+KEYS = KeySet.from_jwks(jwks(make_key("k1")))
+COLD = CacheState()
+# Fetched at t=100, fresh until t=400, usable until t=1400.
+WARM = CacheState(keys=KEYS, fetched_at=100, expires_at=400, last_attempt=100)
+
+SETTINGS = {
+    "ttl": 300,
+    "min_ttl": 60,
+    "max_ttl": 3600,
+    "max_stale": 86400,
+    "refresh_cooldown": 30,
+    "failure_cooldown": 10,
+}
+
+
+# ---- settings ------------------------------------------------------------------------------
+
+
+def test_from_settings_builds_a_float_policy() -> None:
+    """Valid settings become a policy of floats, field for field."""
+    policy = CachePolicy.from_settings(**SETTINGS)
+    assert policy == CachePolicy(300.0, 60.0, 3600.0, 86400.0, 30.0, 10.0)
+    assert all(isinstance(v, float) for v in (policy.ttl, policy.max_stale))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"min_ttl": 300, "max_ttl": 300},
+        {"min_ttl": 0.001, "ttl": 0.001},
+        {"max_stale": 0},
+        {"refresh_cooldown": 1e-9, "failure_cooldown": 1e-9},
+    ],
+    ids=["ttl-clamp-closed", "tiny-ttl", "strict", "tiny-cooldowns"],
+)
+def test_from_settings_accepts_the_boundaries(change: dict[str, float]) -> None:
+    """min_ttl == ttl == max_ttl, max_stale=0 and tiny positive cooldowns are all allowed."""
+    policy = CachePolicy.from_settings(**{**SETTINGS, **change})
+    for name, value in change.items():
+        assert getattr(policy, name) == value
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"refresh_cooldown": 0}, "refresh_cooldown"),
+        ({"refresh_cooldown": math.inf}, "refresh_cooldown"),
+        ({"failure_cooldown": 0}, "failure_cooldown"),
+        ({"failure_cooldown": math.inf}, "K6"),
+        ({"min_ttl": 0, "ttl": 0}, "min_ttl"),
+        ({"min_ttl": 301}, "min_ttl"),
+        ({"max_ttl": 299}, "max_ttl"),
+        ({"max_ttl": math.inf}, "max_ttl"),
+        ({"max_stale": -0.5}, "max_stale"),
+        ({"ttl": math.nan}, "ttl"),
+        ({"ttl": "300"}, "ttl"),
+    ],
+    ids=[
+        "no-kid-limit",
+        "infinite-kid-cooldown",
+        "no-failure-cooldown",
+        "infinite-failure-cooldown",
+        "zero-ttl",
+        "min-above-ttl",
+        "max-below-ttl",
+        "infinite-max-ttl",
+        "negative-stale",
+        "nan",
+        "string",
+    ],
+)
+def test_from_settings_refuses_out_of_range(change: dict[str, object], match: str) -> None:
+    """Each setting outside its range is a ConfigurationError naming the setting."""
+    with pytest.raises(ConfigurationError, match=match):
+        CachePolicy.from_settings(**{**SETTINGS, **change})  # type: ignore[arg-type]
+
+
+def test_check_key_types() -> None:
+    """Key types are a non-empty collection of known types, returned as a tuple."""
+    assert check_key_types(["P-521", "P-256"]) == ("P-521", "P-256")
+    for bad in ("P-521", (), ("RSA",)):
+        with pytest.raises(ConfigurationError, match="key_types"):
+            check_key_types(bad)  # type: ignore[arg-type]
+
+
+# ---- TTL, freshness and staleness -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_age", "expected"),
+    [
+        (None, 300),
+        (15, 60),
+        (120, 120),
+        (31536000, 3600),
+        (0, 60),
+        (math.nan, 300),
+        (59.999, 60),
+        (60, 60),
+        (3600, 3600),
+        (3600.001, 3600),
+        (math.inf, 3600),
+    ],
+    ids=[
+        "none->ttl",
+        "below-min",
+        "inside",
+        "above-max",
+        "zero",
+        "nan",
+        "just-below-min",
+        "at-min",
+        "at-max",
+        "just-above-max",
+        "infinite",
+    ],
+)
+def test_effective_ttl_clamps_max_age(max_age: float | None, expected: float) -> None:
+    """A response's max-age is clamped to [min_ttl, max_ttl]; without one the ttl applies (F14)."""
+    assert effective_ttl(max_age, POLICY) == expected
+
+
+def test_fresh_and_usable_windows() -> None:
+    """Keys are fresh before the TTL ends and usable until max_stale after it."""
+    assert not is_fresh(COLD, 0)
+    assert not is_usable(COLD, 0, POLICY)
+    assert is_fresh(WARM, 399.9)
+    assert not is_fresh(WARM, 400)
+    assert is_usable(WARM, 400, POLICY)
+    assert is_usable(WARM, 1399.9, POLICY)
+    assert not is_usable(WARM, 1400, POLICY)
+
+
+def test_strict_max_stale_zero_means_no_stale_window() -> None:
+    """With max_stale=0 expired keys are not usable at all."""
+    assert not is_usable(WARM, 400, STRICT)
+    assert is_usable(WARM, 399.9, STRICT)
+
+
+def test_failure_cooldown_blocks_expired_fetch() -> None:
+    """After a failed fetch, a cold or expired cache waits failure_cooldown before trying again."""
+    failed = CacheState(last_attempt=50, last_failure=51)
+    assert may_fetch_expired(COLD, 0, POLICY)
+    assert not may_fetch_expired(failed, 60.9, POLICY)
+    assert may_fetch_expired(failed, 61, POLICY)
+
+
+def test_refresh_cooldown_counts_every_attempt() -> None:
+    """An unknown kid may refresh only refresh_cooldown after the last attempt, failed or not."""
+    assert may_fetch_for_kid(COLD, 0, POLICY)
+    assert not may_fetch_for_kid(WARM, 129.9, POLICY)
+    assert may_fetch_for_kid(WARM, 130, POLICY)
+    failed = CacheState(keys=KEYS, fetched_at=0, expires_at=300, last_attempt=100, last_failure=125)
+    assert not may_fetch_for_kid(failed, 130, POLICY)  # the failure cooldown runs to 135
+    assert may_fetch_for_kid(failed, 135, POLICY)
+
+
+def test_knows_keys_and_rejected_kids() -> None:
+    """A snapshot knows its usable kids and the kids it rejected; nothing is known while cold."""
+    keys = KeySet.from_jwks(jwks(make_key("k1"), make_key("bad", crv="P-256")))
+    assert knows(keys, "k1")
+    assert knows(keys, "bad")
+    assert not knows(keys, "other")
+    assert not knows(None, "k1")
+
+
+# ---- plans ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "in_flight", "expected"),
+    [
+        (WARM, 200, False, Action.SERVE),
+        (WARM, 200, True, Action.SERVE),
+        (WARM, 500, False, Action.SERVE_AND_REFRESH),
+        (WARM, 500, True, Action.SERVE),
+        (CacheState(KEYS, 100, 400, 450, 451), 455, False, Action.SERVE),
+        (COLD, 0, False, Action.FETCH),
+        (COLD, 0, True, Action.JOIN),
+        (CacheState(last_attempt=0, last_failure=1), 5, False, Action.UNAVAILABLE),
+        (CacheState(last_attempt=0, last_failure=1), 11, False, Action.FETCH),
+        (WARM, 1400, False, Action.FETCH),
+        (WARM, 1400, True, Action.JOIN),
+        (CacheState(KEYS, 100, 400, 1400, 1401), 1405, False, Action.UNAVAILABLE),
+    ],
+    ids=[
+        "fresh",
+        "fresh-in-flight",
+        "expired-refresh-detached",
+        "expired-in-flight-serve-stale",
+        "expired-failure-cooldown-serve-stale",
+        "cold-fetch",
+        "cold-join",
+        "cold-failure-cooldown",
+        "cold-after-cooldown",
+        "beyond-max-stale-fetch",
+        "beyond-max-stale-join",
+        "beyond-max-stale-cooldown",
+    ],
+)
+def test_plan_current(state: CacheState, now: float, in_flight: bool, expected: Action) -> None:
+    """current() serves fresh or usable keys at once and waits only when nothing usable is cached."""
+    assert plan_current(state, now, POLICY, in_flight) is expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [(399.9, Action.SERVE), (400, Action.SERVE_AND_REFRESH), (1399.9, Action.SERVE_AND_REFRESH)],
+    ids=["last-fresh-instant", "ttl-ends", "last-stale-instant"],
+)
+def test_plan_current_at_the_ttl_and_stale_edges(now: float, expected: Action) -> None:
+    """The TTL ends exactly at expires_at; the stale window ends exactly max_stale later."""
+    assert plan_current(WARM, now, POLICY, False) is expected
+
+
+def test_plan_current_strict_waits_at_the_ttl() -> None:
+    """With max_stale=0 the first instant past the TTL fetches inline instead of serving stale."""
+    assert plan_current(WARM, 399.9, STRICT, False) is Action.SERVE
+    assert plan_current(WARM, 400, STRICT, False) is Action.FETCH
+    assert plan_current(WARM, 400, STRICT, True) is Action.JOIN
+
+
+@pytest.mark.parametrize(
+    ("kid", "now", "in_flight", "expected"),
+    [
+        ("k1", 110, False, Action.SERVE),
+        ("k1", 110, True, Action.SERVE),
+        ("new", 110, False, Action.REFUSE),
+        ("new", 110, True, Action.JOIN),
+        ("new", 130, False, Action.FETCH),
+        ("x" * 256, 130, False, Action.FETCH),
+        ("x" * 257, 130, False, Action.REFUSE),
+        ("x" * 257, 130, True, Action.REFUSE),
+    ],
+    ids=[
+        "known",
+        "known-in-flight",
+        "cooldown",
+        "join",
+        "allowed",
+        "longest-kid",
+        "overlong-kid",
+        "overlong-kid-in-flight",
+    ],
+)
+def test_plan_refresh_for(kid: str, now: float, in_flight: bool, expected: Action) -> None:
+    """refresh_for() serves a known kid, joins a flight, fetches once per cooldown, else refuses."""
+    assert plan_refresh_for(WARM, kid, now, POLICY, in_flight) is expected
+
+
+def test_plan_refresh_for_knows_rejected_kids() -> None:
+    """A kid the snapshot rejected is answered from the snapshot (unsupported_key), not fetched."""
+    keys = KeySet.from_jwks(jwks(make_key("k1"), make_key("bad", crv="P-256")))
+    state = CacheState(keys=keys, fetched_at=0, expires_at=300, last_attempt=0)
+    assert "bad" in keys.rejected
+    assert plan_refresh_for(state, "bad", 1000, POLICY, False) is Action.SERVE
+
+
+def test_plan_refresh_always_fetches_or_joins() -> None:
+    """An explicit refresh ignores TTL and cooldowns but still shares a flight in progress."""
+    assert plan_refresh(False) is Action.FETCH
+    assert plan_refresh(True) is Action.JOIN
+
+
+def test_background_delay() -> None:
+    """The background refresher fetches at 80% of the TTL, cold at once, after failures later."""
+    assert background_delay(COLD, 0, POLICY) <= 0
+    assert background_delay(WARM, 100, POLICY) == pytest.approx(240)
+    assert background_delay(WARM, 340, POLICY) == pytest.approx(0)
+    assert background_delay(WARM, 400, POLICY) <= 0
+    failed = CacheState(KEYS, 100, 400, 390, 391)
+    assert background_delay(failed, 395, POLICY) == pytest.approx(6)
+    cold_failed = CacheState(last_attempt=0, last_failure=1)
+    assert background_delay(cold_failed, 5, POLICY) == pytest.approx(6)
+
+
+def test_refusal_expiry_is_the_later_cooldown() -> None:
+    """A refused kid stays refused until both the refresh and the failure cooldown ran out."""
+    assert refusal_expiry(WARM, POLICY) == 130
+    failed = CacheState(KEYS, 100, 400, last_attempt=100, last_failure=125)
+    assert refusal_expiry(failed, POLICY) == 135
+
+
+# ---- transitions and outcomes ---------------------------------------------------------------
+
+
+def test_record_attempt_starts_the_refresh_cooldown() -> None:
+    """Starting a fetch moves last_attempt and nothing else."""
+    state = record_attempt(WARM, 200)
+    assert state.last_attempt == 200
+    assert (state.keys, state.fetched_at, state.expires_at) == (KEYS, 100, 400)
+    assert not may_fetch_for_kid(state, 229.9, POLICY)
+
+
+def test_record_success_swaps_the_snapshot_and_forgets_failures() -> None:
+    """A successful fetch sets keys, TTL from its start, and clears the failure and its cooldown."""
+    failed = record_failure(WARM, 450, "OSError: down")
+    new = KeySet.from_jwks(jwks(make_key("k2")))
+    state = record_success(failed, new, 460, 300)
+    assert state.keys is new
+    assert (state.fetched_at, state.expires_at) == (460, 760)
+    assert state.last_failure == NEVER
+    assert state.error == ""
+    assert may_fetch_expired(state, 460, POLICY)
+
+
+def test_record_success_of_an_older_fetch_changes_nothing() -> None:
+    """A fetch started before the current snapshot's fetch never replaces it (K5: no revival)."""
+    old = KeySet.from_jwks(jwks(make_key("k-old")))
+    assert record_success(WARM, old, 99.9, 300) is WARM
+    assert record_success(WARM, old, 100, 300).keys is old  # same start: the later result wins
+
+
+def test_record_failure_keeps_the_snapshot() -> None:
+    """A failed fetch keeps the last good keys and starts the failure cooldown."""
+    state = record_failure(WARM, 450, "TimeoutError: slow")
+    assert state.keys is KEYS
+    assert state.last_failure == 450
+    assert state.error == "TimeoutError: slow"
+    assert plan_current(state, 455, POLICY, False) is Action.SERVE
+    assert plan_current(state, 460, POLICY, False) is Action.SERVE_AND_REFRESH
+
+
+def test_usable_keys_refuses_a_set_without_usable_keys() -> None:
+    """A JWKS whose keys are all unusable is a failed fetch naming why; one usable key suffices."""
+    mixed = json.dumps(jwks(make_key("k1"), make_key("p256", crv="P-256"))).encode()
+    assert list(usable_keys(mixed, ("P-521",))) == ["k1"]
+    with pytest.raises(JWKSError, match=r"no usable key \(empty\)"):
+        usable_keys(b'{"keys": []}', ("P-521",))
+    only_p256 = json.dumps(jwks(make_key("p256", crv="P-256"))).encode()
+    with pytest.raises(JWKSError, match="p256"):
+        usable_keys(only_p256, ("P-521",))
+    assert "p256" in usable_keys(only_p256, ("P-256",))
+
+
+def test_unavailable_names_the_cause() -> None:
+    """keys_unavailable (503) says whether nothing was ever fetched or the cache went stale."""
+    cold = unavailable(COLD)
+    assert isinstance(cold, KeySetUnavailable)
+    assert cold.reason is Reason.KEYS_UNAVAILABLE
+    assert cold.status_code == 503
+    assert "no key set fetched yet" in str(cold)
+    stale = unavailable(record_failure(WARM, 1500, "OSError: down"))
+    assert "stale beyond max_stale" in str(stale)
+    assert "OSError: down" in str(stale)
+
+
+# ---- Cache-Control (RFC 9111) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "age", "expected"),
+    [
+        (None, None, None),
+        ("max-age=120", None, 120.0),
+        ("public, max-age=600, must-revalidate", None, 600.0),
+        ('max-age="90"', None, 90.0),
+        ("MAX-AGE=45", None, 45.0),
+        ("max-age=100, max-age=5", None, 100.0),
+        ("max-age=120", "30", 90.0),
+        ("max-age=120", "500", 0.0),
+        ("max-age=120", "bogus", 120.0),
+        ("no-store", None, 0.0),
+        ("max-age=600, no-cache", None, 0.0),
+        ('private="a, b", max-age=70', None, 70.0),
+        ("max-age=-5", None, None),
+        ("max-age=1.5", None, None),
+        ("max-age=abc, max-age=80", None, 80.0),
+        ("garbage;;, max-age=33", None, 33.0),
+        ("max-age=99999999999999999999", None, 2147483648.0),
+        ("public", None, None),
+        ('max-age=60, "unterminated', None, 60.0),
+    ],
+)
+def test_fetch_result_from_http(
+    cache_control: str | None, age: str | None, expected: float | None
+) -> None:
+    """Cache-Control max-age (RFC 9111 §5.2.2.1) minus Age is parsed leniently but safely."""
+    result = FetchResult.from_http(b"{}", cache_control=cache_control, age=age)
+    assert result.body == b"{}"
+    assert result.max_age == expected
+
+
+def test_freshness_lifetime_and_parse_cache_control_directly() -> None:
+    """The lifetime is max-age minus Age, never negative; no lifetime without a max-age."""
+    assert parse_cache_control("s-maxage=5, max-age=7") == 7.0
+    assert parse_cache_control("") is None
+    assert freshness_lifetime("max-age=120", "120") == 0.0
+    assert freshness_lifetime("max-age=120", " 20 ") == 100.0
+    assert freshness_lifetime(None, "20") is None
+    assert freshness_lifetime("", None) is None
