@@ -13,8 +13,10 @@ quotes. Lines end with LF, and there is no LF after the last one.
 
 The signer (:mod:`upvest_verify.signing`), the strict verifier and the fast path's
 compiled templates all build bases here, so a change to the layout reaches all of
-them. Because signer and verifier share this code, the test suite checks it against
-the RFC's own bases and an independently written signer (tests/core/test_base.py).
+them. Because signer and verifier share this code, a bug here would be symmetric, so
+the test suite checks it against bases written out literally (tests/core/test_base.py),
+the RFC's own bases (tests/core/test_rfc_vectors.py) and an independently written
+signer (tests/independent_signer.py, used by tests/test_signing.py).
 """
 
 from __future__ import annotations

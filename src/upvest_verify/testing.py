@@ -12,29 +12,28 @@ Use these to test your own webhook handlers without an Upvest account::
 
 :func:`sign_webhook` writes every dialect the verifier accepts: Upvest's v6
 layout with ``Digest`` or RFC 9421 with ``Content-Digest``, DER or raw r||s
-signatures, and deterministic (RFC 6979) ECDSA for reproducible fixtures. The
-signature base is assembled here independently of the verifier's own code.
+signatures, and deterministic (RFC 6979) ECDSA for reproducible fixtures. It adds
+the header fields an Upvest webhook carries and leaves the signing to
+:func:`upvest_verify.signing.sign_request`; :class:`SigningKey` is
+:class:`upvest_verify.signing.SigningKey`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import email.utils
-import hashlib
 import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-from ._crypto import KeyType, VerifyingKey
+from ._crypto import KeyType
 from ._keyset import KeySet
+from ._message import split_url
+from .errors import VerificationError
+from .signing import SignedRequest, SigningKey, digest_fields, sign_request
 
 __all__ = [
     "SignedWebhook",
@@ -46,88 +45,8 @@ __all__ = [
     "sign_webhook",
 ]
 
-PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
-_CURVES: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]] = {
-    "P-521": (ec.SECP521R1(), hashes.SHA512(), 66),
-    "P-384": (ec.SECP384R1(), hashes.SHA384(), 48),
-    "P-256": (ec.SECP256R1(), hashes.SHA256(), 32),
-}
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """A private key with its ``kid``, for signing test webhooks.
-
-    Attributes:
-        kid: The key id (a UUID by default, like Upvest's).
-        key_type: ``P-521`` (Upvest), ``P-384``, ``P-256`` or ``Ed25519``.
-        private_key: The ``cryptography`` private key.
-    """
-
-    kid: str
-    key_type: KeyType
-    private_key: PrivateKey = field(repr=False)
-
-    @property
-    def public_jwk(self) -> dict[str, str]:
-        """The public key as a JWK, shaped like an entry of Upvest's ``/auth/verify_keys``."""
-        public = self.private_key.public_key()
-        if isinstance(public, ed25519.Ed25519PublicKey):
-            from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-            raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-            return {"kid": self.kid, "kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
-        assert isinstance(public, ec.EllipticCurvePublicKey)
-        size = _CURVES[self.key_type][2]
-        numbers = public.public_numbers()
-        return {
-            "kid": self.kid,
-            "kty": "EC",
-            "crv": self.key_type,
-            "x": _b64url(numbers.x.to_bytes(size, "big")),
-            "y": _b64url(numbers.y.to_bytes(size, "big")),
-        }
-
-    @property
-    def verifying_key(self) -> VerifyingKey:
-        """The matching public :class:`VerifyingKey`."""
-        public = self.private_key.public_key()
-        assert isinstance(public, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey))
-        return VerifyingKey(kid=self.kid, key_type=self.key_type, public_key=public)
-
-    def sign(
-        self,
-        message: bytes,
-        *,
-        encoding: Literal["der", "raw"] = "der",
-        deterministic: bool = False,
-        hash_algorithm: hashes.HashAlgorithm | None = None,
-    ) -> bytes:
-        """Sign raw bytes (a signature base).
-
-        Args:
-            message: What to sign.
-            encoding: ``"der"`` (Upvest tooling) or ``"raw"`` fixed-size r||s (RFC 9421).
-            deterministic: Use RFC 6979 deterministic ECDSA (reproducible output).
-            hash_algorithm: Override the curve's hash (to build wrong-hash negatives).
-
-        Returns:
-            The signature bytes.
-        """
-        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
-            return self.private_key.sign(message)
-        _, default_hash, size = _CURVES[self.key_type]
-        algorithm = ec.ECDSA(hash_algorithm or default_hash, deterministic_signing=deterministic)
-        der = self.private_key.sign(message, algorithm)
-        if encoding == "der":
-            return der
-        r, s = decode_dss_signature(der)
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+# The emulator's tenant: every signed webhook names the same client.
+_CLIENT_ID = "c3b6a1ab-0f76-4b6b-9b77-b1f4a3a7c2e1"
 
 
 def generate_key(key_type: KeyType = "P-521", *, kid: str | None = None) -> SigningKey:
@@ -140,12 +59,7 @@ def generate_key(key_type: KeyType = "P-521", *, kid: str | None = None) -> Sign
     Returns:
         The key.
     """
-    private: PrivateKey
-    if key_type == "Ed25519":
-        private = ed25519.Ed25519PrivateKey.generate()
-    else:
-        private = ec.generate_private_key(_CURVES[key_type][0])
-    return SigningKey(kid=kid or str(uuid.uuid4()), key_type=key_type, private_key=private)
+    return SigningKey.generate(key_type, key_id=kid or None)
 
 
 def make_jwks(*keys: SigningKey) -> dict[str, list[dict[str, str]]]:
@@ -159,8 +73,11 @@ def make_key_set(*keys: SigningKey) -> KeySet:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedWebhook:
+class SignedWebhook(SignedRequest):
     """A signed webhook request, ready to send or to pass to ``verify()``.
+
+    A :class:`~upvest_verify.signing.SignedRequest`, with its ``path`` and ``header()``;
+    ``replace_header()`` and ``replace_body()`` return a :class:`SignedWebhook`.
 
     Attributes:
         method: The request method.
@@ -170,47 +87,19 @@ class SignedWebhook:
         base: The signature base that was signed (for debugging tests).
     """
 
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    base: bytes = field(repr=False)
 
-    @property
-    def path(self) -> str:
-        """The request target in origin form (path and query)."""
-        rest = self.url.split("://", 1)[-1]
-        slash = rest.find("/")
-        return rest[slash:] if slash != -1 else "/"
-
-    def header(self, name: str) -> str | None:
-        """Return the first value of a header, or ``None``."""
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    def replace_header(self, name: str, value: str | None) -> SignedWebhook:
-        """Return a copy with header ``name`` set to ``value`` (or removed if ``None``)."""
-        lower = name.lower()
-        headers = [(k, v) for k, v in self.headers if k.lower() != lower]
-        if value is not None:
-            headers.append((name, value))
-        return SignedWebhook(self.method, self.url, headers, self.body, self.base)
-
-    def replace_body(self, body: bytes) -> SignedWebhook:
-        """Return a copy with another body and the same headers (a tampered request)."""
-        return SignedWebhook(self.method, self.url, list(self.headers), body, self.base)
+def _has_query(url: str) -> bool:
+    try:
+        return bool(split_url(url)[3])
+    except VerificationError:
+        return False  # sign_request explains what is wrong with the URL
 
 
-def _split(url: str) -> tuple[str, str, str, str | None]:
-    scheme, _, rest = url.partition("://")
+def _authority(url: str) -> str:
+    # The Host field Upvest sends: the URL's authority as written, lower-cased.
+    rest = url.partition("://")[2]
     slash = rest.find("/")
-    authority, target = (rest, "/") if slash == -1 else (rest[:slash], rest[slash:])
-    path, sep, query = target.partition("?")
-    return scheme.lower(), authority.lower(), path or "/", query if sep else None
-
-
-def _sf_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (rest if slash == -1 else rest[:slash]).lower()
 
 
 def sign_webhook(
@@ -248,7 +137,9 @@ def sign_webhook(
         digest: The digest field to add and cover: ``None`` picks the dialect's
             (``digest`` for v6, ``content-digest`` for RFC 9421), ``"both"`` adds
             both, ``"none"`` adds neither.
-        components: Covered component names, replacing the default set.
+        components: Covered components, replacing the default set, written as
+            :func:`~upvest_verify.signing.sign_request` takes them (``"@method"``,
+            ``'@query-param;name="a"'``, ``"content-digest;sf"``).
         created: ``created``; defaults to now.
         expires: ``expires``; defaults to ``created + ttl``.
         ttl: Validity when ``expires`` is not given; ``None`` omits ``expires``.
@@ -263,83 +154,54 @@ def sign_webhook(
 
     Returns:
         The signed request.
+
+    Raises:
+        ValueError: A component cannot be covered (e.g. a header that is absent).
     """
     raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
     now = int(time.time()) if created is None else created
-    scheme, authority, path, query = _split(url)
     if digest is None:
         digest = "digest" if dialect == "upvest-v6" else "content-digest"
     fields: list[tuple[str, str]] = [
-        ("host", authority),
+        ("host", _authority(url)),
         ("content-type", "application/json"),
         ("content-length", str(len(raw))),
-        ("upvest-client-id", "c3b6a1ab-0f76-4b6b-9b77-b1f4a3a7c2e1"),
+        ("upvest-client-id", _CLIENT_ID),
         ("date", email.utils.formatdate(now, usegmt=True)),
+        *digest_fields(raw, digest),
+        *(headers or ()),
     ]
-    if digest in ("digest", "both"):
-        fields.append(
-            ("digest", "SHA-256=" + base64.b64encode(hashlib.sha256(raw).digest()).decode())
-        )
-    if digest in ("content-digest", "both"):
-        value = base64.b64encode(hashlib.sha512(raw).digest()).decode()
-        fields.append(("content-digest", f"sha-512=:{value}:"))
-    fields.extend(headers or ())
-    digest_names = {"both": ["digest", "content-digest"], "none": []}.get(digest, [digest])
-    if components is not None:
-        names = list(components)
-    else:
+    if components is None:
         # What Upvest's signers cover: method, path, query if any, the entity headers
         # and the body digest, and the date.
-        names = ["@method", "@path", *(["@query"] if query else []), "content-type"]
+        digest_names = {"both": ["digest", "content-digest"], "none": []}.get(digest, [digest])
+        components = ["@method", "@path", *(["@query"] if _has_query(url) else [])]
+        components.append("content-type")
         if raw:
-            names += ["content-length", *digest_names]
-        names.append("date")
-
-    def value_of(name: str) -> str:
-        if name == "@method":
-            return method
-        if name == "@path":
-            return path
-        if name == "@query":
-            return "?" + (query or "")
-        if name == "@authority":
-            return authority
-        if name == "@scheme":
-            return scheme
-        if name == "@target-uri":
-            return url.split("#", 1)[0]
-        if name == "@request-target":
-            return path if query is None else f"{path}?{query}"
-        values = [v.strip() for k, v in fields if k.lower() == name]
-        if not values:
-            raise ValueError(f"cannot cover {name!r}: no such header")
-        return ", ".join(values)
-
-    params: dict[str, str] = {
-        "keyid": f"keyid={_sf_string(key.kid)}",
-        "created": f"created={now}",
-    }
-    if expires is not None or ttl is not None:
-        params["expires"] = f"expires={expires if expires is not None else now + (ttl or 0)}"
-    if with_nonce:
-        params["nonce"] = f"nonce={_sf_string(nonce or uuid.uuid4().hex)}"
-    if alg is not None:
-        params["alg"] = f"alg={_sf_string(alg)}"
-    ordered = [params.pop(p) for p in params_order if p in params] + list(params.values())
-    signature_params = "(" + " ".join(_sf_string(n) for n in names) + ")"
-    signature_params += "".join(";" + p for p in ordered)
-    quote = dialect == "rfc9421"
-    lines = [f"{_sf_string(n) if quote else n}: {value_of(n)}" for n in names]
-    label_line = '"@signature-params"' if quote else "@signature-params"
-    lines.append(f"{label_line}: {signature_params}")
-    base = "\n".join(lines).encode("ascii")
-    signature = key.sign(base, encoding=encoding, deterministic=deterministic)
-    out = list(fields)
-    out.append(("signature-input", f"{label}={signature_params}"))
-    out.append(("signature", f"{label}=:{base64.b64encode(signature).decode()}:"))
-    if version_header:
-        out.append(("upvest-signature-version", "6" if dialect == "upvest-v6" else "15"))
-    return SignedWebhook(method=method, url=url, headers=out, body=raw, base=base)
+            components += ["content-length", *digest_names]
+        components.append("date")
+    signed = sign_request(
+        method,
+        url,
+        fields,
+        raw,
+        key=key,
+        components=components,
+        layout=dialect,
+        encoding=encoding,
+        digest="none",  # already among the fields, before the caller's extra headers
+        created=now,
+        expires=expires,
+        ttl=ttl,
+        nonce=nonce,
+        with_nonce=with_nonce,
+        label=label,
+        alg=alg,
+        version_header=version_header,
+        deterministic=deterministic,
+        params_order=params_order,
+    )
+    return SignedWebhook(signed.method, signed.url, signed.headers, signed.body, signed.base)
 
 
 def sample_events(
