@@ -529,20 +529,21 @@ def _stage_fns(case: Case) -> tuple[list[tuple[str, Callable[[], object]]], Call
         output of the previous stages (precomputed), and the full ``Verifier.verify``.
     """
     from upvest_verify import Policy
-    from upvest_verify._components import component_value, parse_component
+    from upvest_verify._components import component_value
     from upvest_verify._crypto import decode_signature, verify_signature
     from upvest_verify._digest import BodyHasher, check_content_digest
     from upvest_verify._message import normalise_fields, request_message
     from upvest_verify._result import Dialect
-    from upvest_verify._sfv import serialize_inner_list
-    from upvest_verify._verify import (
-        _candidate,
-        _check_coverage,
-        _check_time,
-        _order_labels,
-        parse_signatures,
-        signature_base,
+    from upvest_verify._rules import (
+        check_params,
+        coverage_error,
+        coverage_of,
+        key_error,
+        order_labels,
+        time_window_error,
     )
+    from upvest_verify._sfv import serialize_inner_list
+    from upvest_verify._verify import parse_signature_input, parse_signatures, signature_base
 
     policy = Policy()
     body, keys, headers, kid = case.body, case.keys, case.rfc_headers, case.key.kid
@@ -551,10 +552,10 @@ def _stage_fns(case: Case) -> tuple[list[tuple[str, Callable[[], object]]], Call
     fields = normalise_fields(headers)
     message = request_message("POST", URL, fields)
     inputs, signatures = parse_signatures(message, policy)
-    member, sig_member = inputs["sig1"], signatures["sig1"]
+    member = inputs["sig1"]
     items, params = member
     assert isinstance(items, list)
-    sig = _candidate("sig1", member, sig_member, policy)
+    sig = parse_signature_input(message, "sig1", policy)
     values = [component_value(message, c) for c in sig.components]
     digest_value = values[4][0]
     hasher = BodyHasher(body)
@@ -565,11 +566,11 @@ def _stage_fns(case: Case) -> tuple[list[tuple[str, Callable[[], object]]], Call
     assert base == case.rfc_base
 
     def checks() -> None:
-        _check_coverage(sig, message, body, policy)
-        _check_time(sig, now, policy)
+        p = sig.params
+        assert coverage_error(sig.coverage, policy, has_body=True, has_query=False) is None
+        assert time_window_error(p.get("created"), p.get("expires"), now, policy) is None  # type: ignore[arg-type]
         found = keys.lookup(kid)
-        assert found.key_type in policy.key_types
-        assert sig.params.get("alg") in (None, found.algorithm)
+        assert key_error(found, kid, p.get("alg"), policy) is None
 
     def result() -> object:
         return VerifiedWebhook(
@@ -587,12 +588,21 @@ def _stage_fns(case: Case) -> tuple[list[tuple[str, Callable[[], object]]], Call
         ("header normalisation (normalise_fields)", lambda: normalise_fields(headers)),
         ("URL split + Message (request_message)", lambda: request_message("POST", URL, fields)),
         ("SF parsing, both headers (parse_signatures)", lambda: parse_signatures(message, policy)),
-        ("label order (_order_labels)", lambda: _order_labels(inputs, signatures, keys, policy)),
-        ("  component ids (parse_component x6)", lambda: [parse_component(i) for i in items]),
+        (
+            "label order (order_labels)",
+            lambda: order_labels(
+                [k for k in inputs if k in signatures],
+                lambda label: inputs[label][1].get("keyid"),
+                keys.__contains__,
+                policy,
+            ),
+        ),
+        ("  component ids (coverage_of)", lambda: coverage_of(items, policy.max_components)),
+        ("  parameters (check_params)", lambda: check_params(params, policy)),
         ("  @signature-params (serialize_inner_list)", lambda: serialize_inner_list(items, params)),
         (
-            "signature input, whole (_candidate)",
-            lambda: _candidate("sig1", member, sig_member, policy),
+            "signature input, whole (parse_signature_input)",
+            lambda: parse_signature_input(message, "sig1", policy),
         ),
         ("coverage + time + key lookup + alg", checks),
         (
