@@ -971,3 +971,33 @@ def test_sign_upvest_request_refuses_a_second_content_digest() -> None:
     """A caller-supplied content-digest with a body is refused rather than signed twice."""
     with pytest.raises(ValueError, match="already hold 'content-digest'"):
         sign_upvest_request("POST", V15_URL, [("content-digest", "sha-512=:AA==:")], BODY, key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("layout", "digest"), [("upvest-v6", "digest"), ("rfc9421", "content-digest")]
+)
+def test_added_digest_is_covered_with_explicit_components(layout: Any, digest: Any) -> None:
+    """A digest field sign_request adds is covered even when the components are given."""
+    signed = sign_request(
+        "POST",
+        "https://receiver.example/hooks?t=7",
+        {"content-type": "application/json"},
+        b"{}",
+        key=KEY,
+        components=["@method", "@path", "@query", "content-type"],
+        layout=layout,
+        digest=digest,
+        created=1_700_000_000,
+    )
+    assert signed.header("signature-input").startswith(  # type: ignore[union-attr]
+        f'sig1=("@method" "@path" "@query" "content-type" "{digest}")'
+    )
+    webhook = verify(
+        signed.method,
+        signed.url,
+        signed.headers,
+        signed.body,
+        keys=KeySet.from_keys([KEY.verifying_key]),
+        now=1_700_000_000,
+    )
+    assert webhook.dialect.digest == digest

@@ -230,8 +230,8 @@ def sign_request(
         body: The raw body.
         key: The signing key.
         components: The covered components, in order. ``None``: ``@method``,
-            ``@path``, ``@query`` when the URL has a non-empty query, then the digest
-            field(s) added.
+            ``@path`` and ``@query`` when the URL has a non-empty query. The digest
+            field(s) added are covered too, after these unless listed here.
         layout: ``"rfc9421"`` (quoted base lines, RFC 9421/draft-15/Upvest v15) or
             ``"upvest-v6"`` (Upvest's draft-06 base with unquoted line names).
         encoding: ``"der"`` (Upvest's tooling) or ``"raw"`` r||s (RFC 9421).
@@ -285,8 +285,11 @@ def sign_request(
         raise ValueError(f"cannot sign this request: {e.message}") from e
     if components is None:
         components = ["@method", "@path", *(["@query"] if message.query else [])]
-        components += [name for name, _ in added]
     comps = [_component(spec) for spec in components]
+    # A digest field added here is always covered: the body is signed only through it
+    # (RFC 9421 §7.2.8). One the caller already lists stays where it is.
+    listed = {comp.name for comp in comps}
+    comps += [_component(name) for name, _ in added if name not in listed]
     seen: set[str] = set()
     for comp in comps:
         if comp.quoted in seen:
