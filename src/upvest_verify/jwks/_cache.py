@@ -30,7 +30,8 @@ from upvest_verify.errors import ConfigurationError
 
 from . import _policy as policy
 from ._policy import Action, CacheState
-from ._runtime import CacheStats, Flight, NegativeCache, running_loop, stop_worker
+from ._runtime import CacheStats, Flight, NegativeCache, count, running_loop, stop_worker
+from ._runtime import after_fork as stats_after_fork
 from ._sources import FetchResult
 
 if TYPE_CHECKING:
@@ -351,7 +352,7 @@ class JWKSCache:
         if policy.knows(state.keys, kid):
             return state.keys
         if self._negative.refuses(kid, self._monotonic()):
-            self.stats._add("unknown_kid_refusals")
+            count(self.stats, "unknown_kid_refusals")
             return None
         if self._worker_wanted:
             yield _START_WORKER
@@ -362,7 +363,7 @@ class JWKSCache:
         if action is Action.SERVE:
             return state.keys
         if action is Action.REFUSE:
-            self.stats._add("unknown_kid_refusals")
+            count(self.stats, "unknown_kid_refusals")
             logger.debug("JWKS refresh for unknown kid refused (cooldown)")
             if len(kid) <= MAX_KID_LENGTH:
                 self._negative.remember(kid, policy.refusal_expiry(state, self._limits))
@@ -501,7 +502,7 @@ class JWKSCache:
             return None
         flight = self._flight = Flight(now, reason)
         self._state = policy.record_attempt(self._state, now)
-        self.stats._add("fetches")
+        count(self.stats, "fetches")
         return flight
 
     def _load(self, result: FetchResult) -> _Loaded:
@@ -537,7 +538,7 @@ class JWKSCache:
                 sorted(set(old or ()) - set(keys)),
             )
         elif error is not None:
-            self.stats._add("failures")
+            count(self.stats, "failures")
             usable = policy.is_usable(state, now, self._limits)
             logger.warning(
                 "JWKS fetch failed (%s): %s: %s; %s",
@@ -553,7 +554,7 @@ class JWKSCache:
     def _serve(self, state: CacheState, now: float) -> KeySet:
         assert state.keys is not None
         if not policy.is_fresh(state, now):
-            self.stats._add("stale_serves")
+            count(self.stats, "stale_serves")
         return state.keys
 
     # ---- background refresher ---------------------------------------------------------------
@@ -618,7 +619,7 @@ class JWKSCache:
         the parent's fetch threads, tasks and refresher do not exist in the child.
         """
         self._lock = threading.Lock()
-        self.stats._lock = threading.Lock()
+        stats_after_fork(self.stats)
         self._flight = None
         self._worker = None
         self._worker_stop = None

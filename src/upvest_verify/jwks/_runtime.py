@@ -97,6 +97,16 @@ class CacheStats:
         return f"CacheStats({fields})"
 
 
+def count(stats: CacheStats, name: str) -> None:
+    """Add one to the counter ``name`` of ``stats`` (under its lock)."""
+    stats._add(name)
+
+
+def after_fork(stats: CacheStats) -> None:
+    """Give ``stats`` a new lock in a forked child (the parent's may be held)."""
+    stats._lock = threading.Lock()
+
+
 class NegativeCache(dict[str, float]):
     """Unknown kids and the monotonic time until which a refresh for them is refused.
 
