@@ -14,7 +14,14 @@ from typing import TypeAlias
 
 from .errors import Reason, VerificationError
 
-__all__ = ["HeaderInput", "Message", "normalise_fields", "request_message", "split_url"]
+__all__ = [
+    "HeaderInput",
+    "Message",
+    "field_text",
+    "normalise_fields",
+    "request_message",
+    "split_url",
+]
 
 HeaderInput: TypeAlias = (
     Mapping[str, str]
@@ -51,7 +58,12 @@ class Message:
     fields: Mapping[str, list[str]]
 
 
-def _text(value: str | bytes) -> str:
+def field_text(value: str | bytes) -> str:
+    """A field name or value as ``str``: bytes are decoded as ISO-8859-1, others refused.
+
+    Raises:
+        TypeError: ``value`` is neither ``str`` nor bytes-like.
+    """
     # Field values arrive as bytes from ASGI/WSGI servers. ISO-8859-1 maps every
     # byte to one code point, so no byte is lost; non-ASCII is rejected later,
     # only for values that are actually covered (RFC 9421 §2.1, §2.5).
@@ -81,9 +93,9 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
     fields: dict[str, list[str]] = {}
     try:
         for name, value in items:
-            key = (name if type(name) is str else _text(name)).lower()
+            key = (name if type(name) is str else field_text(name)).lower()
             if type(value) is not str:
-                value = _text(value)
+                value = field_text(value)
             values = fields.get(key)
             if values is None:
                 fields[key] = [value]

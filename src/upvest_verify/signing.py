@@ -34,7 +34,14 @@ from . import _sfv
 from ._base import LAYOUTS, serialize_signature_params, signature_base
 from ._components import Component, component_value, parse_component
 from ._digest import content_digest, legacy_digest
-from ._message import HeaderInput, Message, normalise_fields, request_message, split_url
+from ._message import (
+    HeaderInput,
+    Message,
+    field_text,
+    normalise_fields,
+    request_message,
+    split_url,
+)
 from ._result import Layout
 from ._signing_key import PrivateKey, SigningKey
 from .errors import VerificationError
@@ -153,14 +160,9 @@ def digest_fields(body: bytes, digest: DigestChoice) -> list[tuple[str, str]]:
     return out
 
 
-def _text(value: str | bytes) -> str:
-    # Names and values may come as bytes (ASGI); ISO-8859-1 keeps every byte.
-    return value if isinstance(value, str) else bytes(value).decode("latin-1")
-
-
 def _pairs(headers: HeaderInput) -> list[tuple[str, str]]:
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [(_text(name), _text(value)) for name, value in items]
+    return [(field_text(name), field_text(value)) for name, value in items]
 
 
 def _component(spec: str) -> Component:
