@@ -280,12 +280,12 @@ def verify_message(
     first_error: VerificationError | None = None
     unknown: list[str] = []
     paired = [label for label in inputs if label in signatures]
+    version = _combined_field(message, "upvest-signature-version")
     for label in order_labels(
         paired, lambda label: inputs[label][1].get("keyid"), keys.__contains__, policy
     ):
         try:
             sig = _candidate(label, inputs[label], signatures[label], policy)
-            version = _combined_field(message, "upvest-signature-version")
             chosen = choose_layouts(policy, version, sig.coverage, layouts)
             return _verify_one(message, body, hasher, sig, keys, now, policy, chosen)
         except VerificationError as e:
