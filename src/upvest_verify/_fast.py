@@ -10,8 +10,8 @@ SF parser, ``Message``, ``SignatureInput``) can be skipped. The head, ``sig1=(..
 same on every request from a sender: it is validated once (a regex that admits
 only plain component names and single spaces, then the strict component checks)
 and compiled into a :class:`_Plan`, cached by its text, that says how to fetch
-each value and holds the base's template for each layout (from :mod:`._base`). Per request only the
-parameters are matched, by a regex that admits strings without escapes and
+each value and holds the base's template for each layout (from :mod:`._base`).
+Per request only the parameters are matched, by a regex that admits strings without escapes and
 canonical integers, so the received text *is* the strict re-serialisation of
 ``@signature-params``.
 
