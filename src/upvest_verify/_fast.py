@@ -53,6 +53,7 @@ from ._message import normalise_fields, split_url
 from ._policy import EncodingSetting, Policy
 from ._result import DigestField, Layout, VerifiedWebhook, dialect_of, new_verified_webhook
 from ._rules import (
+    MAX_KEYID,
     Coverage,
     bad_signature,
     check_params,
@@ -75,9 +76,15 @@ _HEAD = re.compile(rf"([a-z*][a-z0-9_\-.*]*)=\(((?:{_COMPONENT}(?: {_COMPONENT})
 _HEAD_MAX = 2048  # longer heads are not cached; the strict path takes them
 _TEXT = r'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'  # an sf-string without escapes
 _INT = r"(0|[1-9][0-9]{0,14})"  # a canonical sf-integer >= 0
-# The parameters in the order of Upvest's documentation, in one match (a pure
-# speed-up: any other order goes through _PARAMS and _PARAM).
+# The parameters in the order of Upvest's documentation, in one match. Every text
+# it admits passes check_params under every policy (all four present, keyid of 1 to
+# MAX_KEYID characters, the times non-negative ints), so that call is skipped for it;
+# tests/core/test_fast_path.py proves this by property over the regex and policies.
+# Any other order goes through _PARAMS, _PARAM and check_params.
 _UPVEST_PARAMS = re.compile(
+    rf';keyid="([\x20\x21\x23-\x5b\x5d-\x7e]{{1,{MAX_KEYID}}})";created={_INT};expires={_INT};nonce={_TEXT}'
+)
+_PARAMS = re.compile(
     rf';keyid="([\x20\x21\x23-\x5b\x5d-\x7e]{{1,256}})";created={_INT};expires={_INT};nonce={_TEXT}'
 )
 _PARAMS = re.compile(rf"(?:;(?:keyid|nonce|alg|tag)={_TEXT}|;(?:created|expires)={_INT})+")
@@ -366,33 +373,35 @@ def fast_verify(
 
     # The parameters: recognised by a regex that admits only strings without escapes
     # and canonical integers, then judged by the rules.
-    params: dict[str, _sfv.BareItem]
+    kid: str
+    nonce: str | None
+    created: int | None
+    expires: int | None
+    alg: object
     usual = _UPVEST_PARAMS.fullmatch(si_value, close)
     if usual is not None:
-        keyid, created_text, expires_text, nonce_text = usual.groups()
-        params = {
-            "keyid": keyid,
-            "created": int(created_text),
-            "expires": int(expires_text),
-            "nonce": nonce_text,
-        }
+        kid, created_text, expires_text, nonce = usual.groups()
+        created = int(created_text)
+        expires = int(expires_text)
+        alg = None
     else:
         if _PARAMS.fullmatch(si_value, close) is None:
             return None
-        params = {}
+        params: dict[str, _sfv.BareItem] = {}
         for key, text, number in _PARAM.findall(si_value, close):
             if key in params:
                 return None  # duplicate parameter: the strict path rejects it
             params[key] = text if not number else int(number)
-    try:
-        check_params(params, policy)
-    except VerificationError:
-        return None
-    # check_params proved the types: keyid and nonce strings, the times ints.
-    kid: str = params["keyid"]  # type: ignore[assignment]
-    nonce: str | None = params.get("nonce")  # type: ignore[assignment]
-    created: int | None = params.get("created")  # type: ignore[assignment]
-    expires: int | None = params.get("expires")  # type: ignore[assignment]
+        try:
+            check_params(params, policy)
+        except VerificationError:
+            return None
+        # check_params proved the types: keyid and nonce strings, the times ints.
+        kid = params["keyid"]  # type: ignore[assignment]
+        nonce = params.get("nonce")  # type: ignore[assignment]
+        created = params.get("created")  # type: ignore[assignment]
+        expires = params.get("expires")  # type: ignore[assignment]
+        alg = params.get("alg")
     if time_window_error(created, expires, now, policy) is not None:
         return None
 
@@ -404,7 +413,7 @@ def fast_verify(
         return None
 
     key = keys.get(kid)  # usable keys only: the strict path reports the others
-    if key is None or key_error(key, kid, params.get("alg"), policy) is not None:
+    if key is None or key_error(key, kid, alg, policy) is not None:
         return None
 
     # Component values: printable ASCII only (RFC 9421 §2.5), checked over all of them

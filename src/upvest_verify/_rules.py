@@ -29,6 +29,7 @@ from .errors import Reason, VerificationError
 __all__ = [
     "DEFAULT_LAYOUTS",
     "DIGEST_FIELDS",
+    "MAX_KEYID",
     "QUERY_COVERAGE",
     "SIGNATURE_PARAMETERS",
     "V6_FIRST",
@@ -55,7 +56,7 @@ QUERY_COVERAGE = frozenset({"@query", "@target-uri", "@request-target"})
 DEFAULT_LAYOUTS: tuple[Layout, ...] = ("rfc9421", "upvest-v6")
 V6_FIRST: tuple[Layout, ...] = ("upvest-v6", "rfc9421")
 # The longest keyid accepted (a UUID has 36 characters).
-_MAX_KEYID = 256
+MAX_KEYID = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +169,8 @@ def check_params(params: Mapping[str, _sfv.BareItem], policy: Policy) -> None:
     kid = params.get("keyid")
     if kid is None:
         raise _malformed("signature parameter 'keyid' is missing")
-    if not kid or len(kid) > _MAX_KEYID:  # type: ignore[arg-type]  # a str by now
-        raise _malformed(f"signature parameter 'keyid' must have 1 to {_MAX_KEYID} characters")
+    if not kid or len(kid) > MAX_KEYID:  # type: ignore[arg-type]  # a str by now
+        raise _malformed(f"signature parameter 'keyid' must have 1 to {MAX_KEYID} characters")
     if policy.require_created and "created" not in params:
         raise _malformed("signature parameter 'created' is missing")
     if policy.require_nonce and "nonce" not in params:

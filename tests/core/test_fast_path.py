@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import upvest_verify._fast as fast_module
 import upvest_verify._verify as verify_module
-from upvest_verify import KeySet, Policy, VerificationError, verify
+from upvest_verify import KeySet, Policy, VerificationError, _sfv, verify
+from upvest_verify._rules import MAX_KEYID, check_params
 from upvest_verify.testing import (
     SignedWebhook,
     SigningKey,
@@ -492,3 +493,47 @@ def test_fast_and_strict_paths_agree_on_every_policy(
             fast_module.ENABLED = True
     event(results[0])
     assert results[0] == results[1]
+
+
+# The fast path skips check_params for parameters its usual-order regex matches: that is
+# sound only if the rule accepts every text the regex admits, under every policy.
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.from_regex(fast_module._UPVEST_PARAMS, fullmatch=True), policy=POLICIES)
+def test_the_usual_parameters_regex_admits_only_what_check_params_accepts(
+    text: str, policy: Policy
+) -> None:
+    """What the regex captures is what the strict parser reads, and the rule accepts it."""
+    match = fast_module._UPVEST_PARAMS.fullmatch(text)
+    assert match is not None
+    keyid, created, expires, nonce = match.groups()
+    inner_list, params = _sfv.parse_dictionary("sig1=()" + text, allow_duplicates=False)["sig1"]
+    assert inner_list == []
+    assert dict(params) == {
+        "keyid": keyid,
+        "created": int(created),
+        "expires": int(expires),
+        "nonce": nonce,
+    }
+    check_params(params, policy)  # raises VerificationError if the rule refuses it
+
+
+@pytest.mark.parametrize(
+    ("keyid", "admitted"),
+    [("", False), ("k", True), ("k" * MAX_KEYID, True), ("k" * (MAX_KEYID + 1), False)],
+)
+def test_the_usual_parameters_regex_bounds_keyid_as_check_params_does(
+    keyid: str, admitted: bool
+) -> None:
+    """The regex's keyid length is the rule's: 1 to MAX_KEYID characters."""
+    text = f';keyid="{keyid}";created=1;expires=2;nonce="n"'
+    assert (fast_module._UPVEST_PARAMS.fullmatch(text) is not None) is admitted
+    params = _sfv.parse_dictionary("sig1=()" + text)["sig1"][1]
+    try:
+        check_params(params, Policy())
+    except VerificationError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted is admitted
