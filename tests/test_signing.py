@@ -548,9 +548,9 @@ ANY_POLICY = Policy(required_components=(), require_query=False)
         ),
         (
             '@query-param;name="a"',
-            "https://e.example/p?a=1&b=2&a=3",
+            "https://e.example/p?b=2&a=1",
             [],
-            ['"@query-param";name="a": 1', '"@query-param";name="a": 3'],
+            ['"@query-param";name="a": 1'],
         ),
         # RFC 9421 §2.1
         ("x-empty-header", URL, [("X-Empty-Header", "")], ['"x-empty-header": ']),
@@ -1001,3 +1001,17 @@ def test_added_digest_is_covered_with_explicit_components(layout: Any, digest: A
         now=1_700_000_000,
     )
     assert webhook.dialect.digest == digest
+
+
+def test_a_query_parameter_whose_name_repeats_cannot_be_covered() -> None:
+    """RFC 9421 §2.2.8: the signer refuses "@query-param" for a name that occurs twice."""
+    with pytest.raises(ValueError, match="occurs 2 times"):
+        sign_request(
+            "POST",
+            "https://e.example/p?a=1&b=2&a=3",
+            [],
+            b"",
+            key=KEY,
+            components=['@query-param;name="a"'],
+            created=NOW,
+        )

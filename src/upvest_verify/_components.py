@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
@@ -18,7 +18,13 @@ from . import _sfv
 from ._message import Message
 from .errors import Reason, VerificationError
 
-__all__ = ["Component", "component_value", "parse_component", "request_derived_value"]
+__all__ = [
+    "Component",
+    "component_value",
+    "covered_size",
+    "parse_component",
+    "request_derived_value",
+]
 
 # RFC 9421 §2.2: the derived components a request or response can have. Draft-06's
 # "@query-params" and "@request-response" are gone in RFC 9421; "@signature-params"
@@ -186,6 +192,47 @@ def _combined(lines: list[str]) -> str:
     return ", ".join((_OBS_FOLD.sub(" ", v) if "\n" in v else v).strip(" \t") for v in lines)
 
 
+def _memo(message: Message, key: tuple[str, str], work: Callable[[], str]) -> str:
+    # Each field is combined, parsed and re-serialised at most once per message, however
+    # many components and signatures cover it (K9). A failure is remembered too.
+    memo = message.memo
+    if key not in memo:
+        try:
+            memo[key] = work()
+        except VerificationError as e:
+            memo[key] = e
+    found = memo[key]
+    if isinstance(found, VerificationError):
+        raise found.with_traceback(None)
+    return found  # type: ignore[no-any-return]
+
+
+def _dictionary(message: Message, name: str, value: str) -> _sfv.Dictionary:
+    key = ("dictionary", name)
+    memo = message.memo
+    if key not in memo:
+        try:
+            memo[key] = _sfv.parse_dictionary(value)
+        except _sfv.SFError as e:
+            memo[key] = _unavailable(f"field {name!r} is not a dictionary: {e}")
+    found = memo[key]
+    if isinstance(found, VerificationError):
+        raise found.with_traceback(None)
+    return found  # type: ignore[no-any-return]
+
+
+def _structured(message: Message, name: str, kind: str, value: str) -> str:
+    def work() -> str:
+        try:
+            if kind == "dictionary":
+                return _sfv.serialize_dictionary(_sfv.parse_dictionary(value))
+            return _sfv.serialize_list(_sfv.parse_list(value))
+        except _sfv.SFError as e:
+            raise _unavailable(f"field {name!r} is not a valid {kind}: {e}") from None
+
+    return _memo(message, ("sf", name), work)
+
+
 def _field_value(message: Message, comp: Component) -> str:
     params = dict(comp.params)
     if "req" in params:
@@ -196,22 +243,13 @@ def _field_value(message: Message, comp: Component) -> str:
         raise _unavailable(f"{comp.name!r};tr: trailers are not available")
     lines = _field_lines(message, comp)
     if "bs" in params:
-        # RFC 9421 §2.1.3: each line wrapped as a byte sequence, joined with ", ".
-        parts = []
-        for line in lines:
-            try:
-                raw = _OBS_FOLD.sub(" ", line).strip(" \t").encode("latin-1")
-            except UnicodeEncodeError as e:
-                raise _malformed(f"field {comp.name!r} has a non-ISO-8859-1 character") from e
-            parts.append(":" + base64.b64encode(raw).decode("ascii") + ":")
-        return ", ".join(parts)
-    value = _check_ascii(comp.name, _combined(lines))
+        return _memo(message, ("bs", comp.name), lambda: _byte_sequences(comp.name, lines))
+    value = _memo(
+        message, ("combined", comp.name), lambda: _check_ascii(comp.name, _combined(lines))
+    )
     if "key" in params:
         # RFC 9421 §2.1.2: the member of a Dictionary field, re-serialised strictly.
-        try:
-            members = _sfv.parse_dictionary(value)
-        except _sfv.SFError as e:
-            raise _unavailable(f"field {comp.name!r} is not a dictionary: {e}") from e
+        members = _dictionary(message, comp.name, value)
         key = params["key"]
         assert isinstance(key, str)
         if key not in members:
@@ -225,13 +263,20 @@ def _field_value(message: Message, comp: Component) -> str:
         kind = _SF_TYPES.get(comp.name)
         if kind is None:
             raise _unavailable(f"{comp.name!r} is not a known structured field")
-        try:
-            if kind == "dictionary":
-                return _sfv.serialize_dictionary(_sfv.parse_dictionary(value))
-            return _sfv.serialize_list(_sfv.parse_list(value))
-        except _sfv.SFError as e:
-            raise _unavailable(f"field {comp.name!r} is not a valid {kind}: {e}") from e
+        return _structured(message, comp.name, kind, value)
     return value
+
+
+def _byte_sequences(name: str, lines: list[str]) -> str:
+    # RFC 9421 §2.1.3: each line wrapped as a byte sequence, joined with ", ".
+    parts = []
+    for line in lines:
+        try:
+            raw = _OBS_FOLD.sub(" ", line).strip(" \t").encode("latin-1")
+        except UnicodeEncodeError as e:
+            raise _malformed(f"field {name!r} has a non-ISO-8859-1 character") from e
+        parts.append(":" + base64.b64encode(raw).decode("ascii") + ":")
+    return ", ".join(parts)
 
 
 # RFC 9421 §2.2.8 refers to the WHATWG "application/x-www-form-urlencoded percent-encode
@@ -244,17 +289,21 @@ def _form_decode(text: str) -> str:
     return unquote_to_bytes(text.replace("+", " ")).decode("utf-8", "replace")
 
 
-def _query_param_values(message: Message, name: str) -> list[str]:
+def _query_params(message: Message) -> dict[str, list[str]]:
     # RFC 9421 §2.2.8: parse the query as application/x-www-form-urlencoded, then
-    # re-encode names and values; the "name" parameter holds the encoded name.
-    values = []
-    for pair in (message.query or "").split("&"):
-        if not pair:
-            continue
-        raw_name, _, raw_value = pair.partition("=")
-        if _form_encode(_form_decode(raw_name)) == name:
-            values.append(_form_encode(_form_decode(raw_value)))
-    return values
+    # re-encode names and values; the "name" parameter holds the encoded name. Done
+    # once per message, whatever the number of @query-param components (K9).
+    params: dict[str, list[str]] | None = message.memo.get(("query", ""))
+    if params is None:
+        params = {}
+        for pair in (message.query or "").split("&"):
+            if not pair:
+                continue
+            raw_name, _, raw_value = pair.partition("=")
+            name = _form_encode(_form_decode(raw_name))
+            params.setdefault(name, []).append(_form_encode(_form_decode(raw_value)))
+        message.memo[("query", "")] = params
+    return params
 
 
 def component_value(message: Message, comp: Component) -> list[str]:
@@ -283,6 +332,9 @@ def component_value(message: Message, comp: Component) -> list[str]:
         return [f"{message.status:03d}"]
     if message.method is None:
         raise _unavailable(f"{name!r} is not available on a response")
+    if name == "@target-uri" and message.target_uri is not None:
+        # RFC 9421 §2.2.2: the target URI as sent; an explicit default port stays.
+        return [_check_ascii(name, message.target_uri)]
     if name != "@query-param":
         value = request_derived_value(
             name, message.method, message.scheme, message.authority, message.path, message.query
@@ -295,10 +347,50 @@ def component_value(message: Message, comp: Component) -> list[str]:
     # "@query-param"; parse_component admits no other name
     param = dict(comp.params)["name"]
     assert isinstance(param, str)
-    values = _query_param_values(message, param)
+    values = _query_params(message).get(param)
     if not values:
         raise _unavailable(f"query parameter {param!r} is absent")
-    return [_check_ascii(name, v) for v in values]
+    if len(values) > 1:
+        # RFC 9421 §2.2.8: a name that occurs more than once must not be signed this way.
+        raise _unavailable(f"query parameter {param!r} occurs {len(values)} times")
+    return [_check_ascii(name, values[0])]
+
+
+def covered_size(message: Message, components: Sequence[Component]) -> tuple[int, int]:
+    """What building these components' values would read, before reading it (K9).
+
+    Args:
+        message: The received message.
+        components: The covered components.
+
+    Returns:
+        ``(size, lines)``: the characters of every covered source, counted once per
+        component (a field's lines as received, a derived component's value, the whole
+        query for ``@query-param``), and the most lines any covered field has.
+    """
+    size = most_lines = 0
+    for comp in components:
+        name = comp.name
+        if not comp.is_derived:
+            lines = message.fields.get(name)
+            if lines is not None:
+                size += sum(map(len, lines))
+                most_lines = max(most_lines, len(lines))
+        elif name == "@query-param":
+            size += len(message.query or "")
+        elif name == "@target-uri" and message.target_uri is not None:
+            size += len(message.target_uri)
+        elif name != "@status" and message.method is not None:
+            value = request_derived_value(
+                name,
+                message.method,
+                message.scheme,
+                message.authority,
+                message.path,
+                message.query,
+            )
+            size += 0 if value is None else len(value)
+    return size, most_lines
 
 
 def request_derived_value(

@@ -9,8 +9,8 @@ RFC 9421 §2.1 needs to rebuild component values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from .errors import Reason, VerificationError
 
@@ -47,6 +47,10 @@ class Message:
         query: The raw query without the leading ``?``; ``None`` when the URL has no ``?``.
         status: The response status code, or ``None`` for a request.
         fields: Lower-case field name to the list of its field-line values, in order.
+        target_uri: The target URI as sent (RFC 9421 §2.2.2: an explicit default port
+            is kept), without any fragment; ``None`` for an origin-form URL.
+        memo: Values worked out once per message (combined fields, parsed dictionaries,
+            the decoded query), shared by every component and signature (K9).
     """
 
     method: str | None
@@ -56,6 +60,8 @@ class Message:
     query: str | None
     status: int | None
     fields: Mapping[str, list[str]]
+    target_uri: str | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def field_text(value: str | bytes) -> str:
@@ -87,7 +93,8 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
         Lower-case field name to the list of field-line values.
 
     Raises:
-        VerificationError: ``malformed_header`` if ``headers`` is not a usable shape.
+        TypeError: ``headers`` is not such a mapping or iterable, or a name or value is
+            neither ``str`` nor bytes: a programming error, never wire input.
     """
     items = headers.items() if isinstance(headers, Mapping) else headers
     fields: dict[str, list[str]] = {}
@@ -101,17 +108,19 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
                 fields[key] = [value]
             else:
                 values.append(value)
-    except (TypeError, ValueError, AttributeError) as e:
-        raise VerificationError(
-            Reason.MALFORMED_HEADER, f"headers are not (name, value) pairs: {e}"
-        ) from e
+    except TypeError:
+        raise
+    except (ValueError, AttributeError) as e:  # not pairs: unpacking failed
+        raise TypeError(f"headers must be (name, value) pairs: {e}") from e
     return fields
 
 
 _SplitURL: TypeAlias = tuple[str | None, str | None, str, str | None]
 # A receiver sees the same few URLs over and over; splitting is pure, so memoise it.
+# Only short URLs, so unsigned requests cannot fill it: at most 1,024 x 2 KiB.
 _URL_CACHE: dict[str, _SplitURL] = {}
 _URL_CACHE_CAP = 1024
+_URL_CACHE_MAX_URL = 2048
 
 
 def split_url(url: str) -> _SplitURL:
@@ -130,9 +139,10 @@ def split_url(url: str) -> _SplitURL:
     split = _URL_CACHE.get(url)
     if split is None:
         split = _split_url_uncached(url)
-        if len(_URL_CACHE) >= _URL_CACHE_CAP:
-            _URL_CACHE.clear()
-        _URL_CACHE[url] = split
+        if len(url) <= _URL_CACHE_MAX_URL:
+            if len(_URL_CACHE) >= _URL_CACHE_CAP:
+                _URL_CACHE.clear()
+            _URL_CACHE[url] = split
     return split
 
 
@@ -199,12 +209,15 @@ def request_message(method: str, url: str, fields: dict[str, list[str]]) -> Mess
         The message.
 
     Raises:
-        VerificationError: ``malformed_header`` for an unusable URL or method.
+        TypeError: ``method`` or ``url`` is not a ``str`` (a programming error).
+        VerificationError: ``malformed_header`` for an unusable URL or an empty method.
     """
-    if not isinstance(method, str) or not method:
-        raise VerificationError(Reason.MALFORMED_HEADER, "method must be a non-empty str")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, not {type(method).__name__}")
     if not isinstance(url, str):
-        raise VerificationError(Reason.MALFORMED_HEADER, "url must be a str")
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    if not method:
+        raise VerificationError(Reason.MALFORMED_HEADER, "method must not be empty")
     scheme, authority, path, query = split_url(url)
     if authority is None:
         hosts = fields.get("host")
@@ -218,4 +231,5 @@ def request_message(method: str, url: str, fields: dict[str, list[str]]) -> Mess
         query=query,
         status=None,
         fields=fields,
+        target_uri=None if scheme is None else url.partition("#")[0],
     )

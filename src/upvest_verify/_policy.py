@@ -48,6 +48,13 @@ class Policy:
         max_labels: Most members a signature header may have (``malformed_header``).
         max_signatures: Most signatures evaluated per request.
         max_components: Most covered components per signature.
+        max_covered_bytes: Most characters the covered components of one signature
+            may read: each covered field's lines, each derived value, the query for
+            each ``@query-param`` (``malformed_header`` above; threat model K9).
+        max_field_lines: Most lines a covered field may have (``malformed_header``).
+        max_verifications: Most ECDSA verifications per request, over every label,
+            base layout and alternative reconstruction; once spent, the remaining
+            candidates fail with ``bad_signature``.
     """
 
     labels: tuple[str, ...] = ()
@@ -67,6 +74,9 @@ class Policy:
     max_labels: int = 64
     max_signatures: int = 4
     max_components: int = 32
+    max_covered_bytes: int = 16 * 1024
+    max_field_lines: int = 16
+    max_verifications: int = 4
 
     def __post_init__(self) -> None:
         # Accept any iterable for the tuple/frozenset fields, then validate, so a bad
@@ -105,6 +115,9 @@ class Policy:
             "max_labels",
             "max_signatures",
             "max_components",
+            "max_covered_bytes",
+            "max_field_lines",
+            "max_verifications",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -24,6 +24,7 @@ __all__ = [
 Layout = Literal["rfc9421", "upvest-v6"]
 Encoding = Literal["der", "raw"]
 DigestField = Literal["content-digest", "digest"]
+Reconstruction = Literal["exact", "comma-joined", "percent-decoded", "comma-joined+percent-decoded"]
 
 
 class PayloadError(ValueError):
@@ -43,20 +44,31 @@ class Dialect:
             (Upvest's draft-06 base with unquoted line names).
         encoding: ``"der"`` (ASN.1 DER) or ``"raw"`` (fixed-size r||s) signature bytes.
         digest: The covered digest field, or ``None`` if the signature covers none.
+        reconstruction: ``"exact"`` when the base was built from the values as
+            received; otherwise the tolerance that made it verify: ``"comma-joined"``
+            (a WSGI server joined repeated field lines with ``","``), ``"percent-decoded"``
+            (draft-06 ``@path``/``@query`` over percent-decoded values) or both.
     """
 
     layout: Layout
     encoding: Encoding
     digest: DigestField | None
+    reconstruction: Reconstruction = "exact"
 
     def __str__(self) -> str:
-        return f"{self.layout}/{self.encoding}/{self.digest or 'no-digest'}"
+        text = f"{self.layout}/{self.encoding}/{self.digest or 'no-digest'}"
+        return text if self.reconstruction == "exact" else f"{text}/{self.reconstruction}"
 
 
-@functools.lru_cache(maxsize=16)
-def dialect_of(layout: Layout, encoding: Encoding, digest: DigestField | None) -> Dialect:
-    """The (shared, immutable) :class:`Dialect` for these three choices."""
-    return Dialect(layout, encoding, digest)
+@functools.lru_cache(maxsize=64)
+def dialect_of(
+    layout: Layout,
+    encoding: Encoding,
+    digest: DigestField | None,
+    reconstruction: Reconstruction = "exact",
+) -> Dialect:
+    """The (shared, immutable) :class:`Dialect` for these choices."""
+    return Dialect(layout, encoding, digest, reconstruction)
 
 
 # RFC 3339 §5.6 date-time with any number of fraction digits; Upvest sends
@@ -159,7 +171,7 @@ class Event:
             raise PayloadError("event field 'object' is not an object")
         try:
             when = parse_timestamp(created)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             raise PayloadError(str(e)) from e
         return cls(
             id=ident, type=kind, created_at=when, webhook_id=webhook_id, object=obj, raw=data
@@ -180,8 +192,10 @@ def parse_events(body: bytes) -> tuple[Event, ...]:
     """
     try:
         doc = json.loads(body)
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, too many int digits
         raise PayloadError(f"body is not JSON: {e}") from e
+    except RecursionError as e:  # nesting deeper than the interpreter's recursion limit
+        raise PayloadError("body is nested too deeply") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("payload"), list):
         raise PayloadError('body is not a {"payload": [...]} envelope')
     return tuple(Event.from_json(item) for item in doc["payload"])

@@ -39,6 +39,7 @@ __all__ = [
     "choose_layouts",
     "coverage_error",
     "coverage_of",
+    "covered_size_error",
     "head_error",
     "key_error",
     "label_allowed",
@@ -318,6 +319,28 @@ def coverage_error(
         )
     if policy.require_query and has_query and not coverage.covers_query:
         return VerificationError(Reason.MISSING_COMPONENT, "the query is not covered")
+    return None
+
+
+def covered_size_error(size: int, lines: int, policy: Policy) -> VerificationError | None:
+    """Why the covered values are too large to build, if they are (threat model K9).
+
+    Checked before any covered value is combined, parsed or decoded, so the cost of
+    building a base stays bounded whatever the headers.
+
+    Args:
+        size: The characters the covered components read (see
+            :func:`._components.covered_size`).
+        lines: The most lines a covered field has.
+        policy: Supplies ``max_covered_bytes`` and ``max_field_lines``.
+
+    Returns:
+        ``malformed_header``, or ``None``.
+    """
+    if size > policy.max_covered_bytes:
+        return _malformed(f"covered values exceed {policy.max_covered_bytes} bytes")
+    if lines > policy.max_field_lines:
+        return _malformed(f"a covered field has more than {policy.max_field_lines} lines")
     return None
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from . import _sfv
 from ._base import signature_base as build_base
-from ._components import Component, component_value
+from ._components import Component, component_value, covered_size
 from ._crypto import decode_signature, verify_signature
 from ._digest import BodyHasher, check_content_digest, check_legacy_digest
 from ._keyset import KeySet
 from ._message import Message
 from ._policy import Policy
-from ._result import DigestField, Layout, VerifiedWebhook, dialect_of
+from ._result import DigestField, Layout, Reconstruction, VerifiedWebhook, dialect_of
 from ._rules import (
     DEFAULT_LAYOUTS,
     Coverage,
@@ -29,10 +29,12 @@ from ._rules import (
     choose_layouts,
     coverage_error,
     coverage_of,
+    covered_size_error,
     key_error,
     order_labels,
     time_window_error,
 )
+from ._tolerance import alternatives
 from .errors import Reason, VerificationError
 
 __all__ = [
@@ -149,7 +151,10 @@ def _candidate(
 
 
 def signature_base(
-    message: Message, sig: SignatureInput, layout: Layout, values: Sequence[list[str]] | None = None
+    message: Message,
+    sig: SignatureInput,
+    layout: Layout,
+    values: Sequence[Sequence[str]] | None = None,
 ) -> bytes:
     """Build the signature base of one received signature (RFC 9421 §2.5).
 
@@ -173,6 +178,15 @@ def signature_base(
     return build_base(sig.components, values, sig.signature_params, layout)
 
 
+class _Budget:
+    """The ECDSA verifications a request may still cost (``policy.max_verifications``)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
 def _verify_one(
     message: Message,
     body: bytes,
@@ -182,15 +196,18 @@ def _verify_one(
     now: float,
     policy: Policy,
     layouts: Sequence[Layout],
+    budget: _Budget,
 ) -> VerifiedWebhook:
     params = sig.params
-    error = coverage_error(
-        sig.coverage, policy, has_body=bool(body), has_query=bool(message.query)
-    ) or time_window_error(
-        params.get("created"),  # type: ignore[arg-type]  # check_params proved the types
-        params.get("expires"),  # type: ignore[arg-type]
-        now,
-        policy,
+    error = (
+        coverage_error(sig.coverage, policy, has_body=bool(body), has_query=bool(message.query))
+        or time_window_error(
+            params.get("created"),  # type: ignore[arg-type]  # check_params proved the types
+            params.get("expires"),  # type: ignore[arg-type]
+            now,
+            policy,
+        )
+        or covered_size_error(*covered_size(message, sig.coverage.components), policy)
     )
     if error is not None:
         raise error
@@ -224,8 +241,22 @@ def _verify_one(
             check_legacy_digest(values[i][0], hasher)
             digest_field = digest_field or "digest"
     signature, encoding = decode_signature(key.key_type, sig.signature, policy.signature_encoding)
+    # The bases as received, in every layout, then the alternative reconstructions
+    # (_tolerance), all within the request's budget of ECDSA verifications.
+    candidates: list[tuple[Layout, Reconstruction, Sequence[list[str]]]] = [
+        (layout, "exact", values) for layout in layouts
+    ]
     for layout in layouts:
-        if verify_signature(key, signature, signature_base(message, sig, layout, values)):
+        candidates.extend(
+            (layout, name, alt) for name, alt in alternatives(components, values, layout)
+        )
+    tried: list[Layout] = []
+    for layout, reconstruction, candidate in candidates:
+        if budget.left <= 0:
+            break
+        budget.left -= 1
+        tried.append(layout)
+        if verify_signature(key, signature, signature_base(message, sig, layout, candidate)):
             return VerifiedWebhook(
                 key_id=kid,
                 label=sig.label,
@@ -233,10 +264,17 @@ def _verify_one(
                 created=sig.params.get("created"),  # type: ignore[arg-type]
                 expires=sig.params.get("expires"),  # type: ignore[arg-type]
                 nonce=sig.params.get("nonce"),  # type: ignore[arg-type]
-                dialect=dialect_of(layout, encoding, digest_field),
+                dialect=dialect_of(layout, encoding, digest_field, reconstruction),
                 body=body,
             )
-    raise bad_signature(sig.label, kid, layouts)
+    if not tried:
+        raise VerificationError(
+            Reason.BAD_SIGNATURE,
+            f"signature {sig.label!r} not tried: the request's "
+            f"{policy.max_verifications} ECDSA verifications are spent",
+            key_id=kid,
+        )
+    raise bad_signature(sig.label, kid, dict.fromkeys(tried))
 
 
 def verify_message(
@@ -281,13 +319,14 @@ def verify_message(
     unknown: list[str] = []
     paired = [label for label in inputs if label in signatures]
     version = _combined_field(message, "upvest-signature-version")
+    budget = _Budget(policy.max_verifications)
     for label in order_labels(
         paired, lambda label: inputs[label][1].get("keyid"), keys.__contains__, policy
     ):
         try:
             sig = _candidate(label, inputs[label], signatures[label], policy)
             chosen = choose_layouts(policy, version, sig.coverage, layouts)
-            return _verify_one(message, body, hasher, sig, keys, now, policy, chosen)
+            return _verify_one(message, body, hasher, sig, keys, now, policy, chosen, budget)
         except VerificationError as e:
             if first_error is None:
                 first_error = e

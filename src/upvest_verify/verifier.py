@@ -41,7 +41,13 @@ def _body_bytes(body: object) -> bytes:
         return body
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
-    raise VerificationError(Reason.MALFORMED_HEADER, "body must be bytes")
+    raise TypeError(f"body must be bytes, not {type(body).__name__}")
+
+
+def _unexpected(error: Exception) -> VerificationError:
+    # The safety net: a bug must fail closed, never accept; it is logged with its traceback.
+    logger.exception("unexpected error while verifying a webhook")
+    return VerificationError(Reason.MALFORMED_HEADER, f"unexpected {type(error).__name__}")
 
 
 def _verify(
@@ -59,14 +65,22 @@ def _verify(
             result = fast_verify(method, url, headers, body, keys, now, policy, layouts)
             if result is not None:
                 return result
-        raw = _body_bytes(body)
-        message = request_message(method, url, normalise_fields(headers))
+    except VerificationError:
+        raise
+    except Exception as e:
+        raise _unexpected(e) from e
+    # Wrong Python types are the caller's mistake, not the sender's: TypeError, at once.
+    if not isinstance(method, str) or not isinstance(url, str):
+        raise TypeError("method and url must be str")
+    raw = _body_bytes(body)
+    fields = normalise_fields(headers)
+    try:
+        message = request_message(method, url, fields)
         return verify_message(message, raw, keys=keys, now=now, policy=policy, layouts=layouts)
     except VerificationError:
         raise
     except Exception as e:
-        logger.exception("unexpected error while verifying a webhook")
-        raise VerificationError(Reason.MALFORMED_HEADER, f"unexpected {type(e).__name__}") from e
+        raise _unexpected(e) from e
 
 
 def verify(
@@ -98,7 +112,9 @@ def verify(
 
     Raises:
         VerificationError: The webhook is not acceptable; ``exc.reason`` says why.
-            No other exception escapes.
+            Whatever the request's contents, no other exception escapes.
+        TypeError: A Python type is wrong (a ``str`` body, an ``int`` header value,
+            headers that are not ``(name, value)`` pairs): a programming error.
     """
     return _verify(
         method,
@@ -189,6 +205,7 @@ class Verifier:
 
         Raises:
             VerificationError: The webhook is not acceptable.
+            TypeError: A Python type is wrong (see :func:`verify`).
         """
         keys = self._keys
         if isinstance(keys, KeySet):
@@ -225,6 +242,7 @@ class Verifier:
 
         Raises:
             VerificationError: The webhook is not acceptable.
+            TypeError: A Python type is wrong (see :func:`verify`).
             ConfigurationError: The key provider has no async interface.
         """
 

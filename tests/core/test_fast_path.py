@@ -40,6 +40,8 @@ def verdict(
         result = verify(s.method, s.url, headers, s.body, keys=KEYS, now=now, policy=policy)
     except VerificationError as e:
         return e.reason.value
+    except TypeError:
+        return "TypeError"  # a wrong Python type: the caller's mistake
     finally:
         fast_module.ENABLED = True
     return str(result.dialect)
@@ -300,7 +302,7 @@ def verdict_of(s: SignedWebhook, headers: object, policy: Policy, fast: bool) ->
     "components",
     [
         ["content-type", "@method", "content-digest", "@path"],
-        ["date", "@authority", "@target-uri", "content-digest", "@method", "@path"],
+        ["date", "@authority", "@scheme", "content-digest", "@method", "@path"],
         ["@path", "@method", "@query", "@request-target", "@scheme", "content-digest"],
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import tracemalloc
 
 import pytest
 from core_helpers import REFERENCE_NOW, no_swallowed_errors, signature_headers, with_headers
@@ -596,8 +597,12 @@ def test_field_key_and_bs_parameters(p521_key: SigningKey, key_set: KeySet) -> N
 
 
 def test_query_param_and_authority(p521_key: SigningKey, key_set: KeySet) -> None:
-    """@query-param (one line per occurrence), @authority, @scheme and @target-uri verify."""
-    url = "https://Receiver.Example:443/hooks?a=1&pet=dog&pet=c%C3%A4t"
+    """@query-param, @authority (normalised), @scheme and @target-uri (as sent) verify.
+
+    RFC 9421 §2.2.2: @target-uri is the target URI as sent, an explicit default port
+    and the host's case kept; §2.2.3: @authority is normalised.
+    """
+    url = "https://Receiver.Example:443/hooks?a=1&pet=c%C3%A4t"
     s = signed(p521_key, body=b"", url=url, components=["@method", "@path", "@target-uri"])
     si = (
         '("@method" "@path" "@authority" "@scheme" "@target-uri" "@query-param";name="pet")'
@@ -605,13 +610,38 @@ def test_query_param_and_authority(p521_key: SigningKey, key_set: KeySet) -> Non
     )
     base = (
         '"@method": POST\n"@path": /hooks\n"@authority": receiver.example\n"@scheme": https\n'
-        '"@target-uri": https://receiver.example/hooks?a=1&pet=dog&pet=c%C3%A4t\n'
-        '"@query-param";name="pet": dog\n"@query-param";name="pet": c%C3%A4t\n'
+        '"@target-uri": https://Receiver.Example:443/hooks?a=1&pet=c%C3%A4t\n'
+        '"@query-param";name="pet": c%C3%A4t\n'
         f'"@signature-params": {si}'
     )
     headers = [(k, v) for k, v in s.headers if not k.startswith("signature")]
     headers += signature_headers(p521_key, si, base)
     assert run(s, key_set, headers=headers, url=url).dialect.layout == "rfc9421"
+    normalised = base.replace("https://Receiver.Example:443/", "https://receiver.example/")
+    headers = [(k, v) for k, v in s.headers if not k.startswith("signature")]
+    headers += signature_headers(p521_key, si, normalised)
+    assert reason_of(s, key_set, headers=headers, url=url) is Reason.BAD_SIGNATURE
+
+
+def test_query_param_whose_name_repeats_is_unavailable(
+    p521_key: SigningKey, key_set: KeySet
+) -> None:
+    """RFC 9421 §2.2.8: a parameter name that occurs twice in the query must not be covered."""
+    url = "https://receiver.example/hooks?pet=dog&pet=cat"
+    s = signed(p521_key, body=b"", url=url, components=["@method", "@path", "@query"])
+    si = f'("@method" "@path" "@query-param";name="pet");keyid="{p521_key.kid}";created={REFERENCE_NOW}'
+    base = (
+        '"@method": POST\n"@path": /hooks\n'
+        '"@query-param";name="pet": dog\n"@query-param";name="pet": cat\n'
+        f'"@signature-params": {si}'
+    )
+    headers = [(k, v) for k, v in s.headers if not k.startswith("signature")]
+    headers += signature_headers(p521_key, si, base)
+    policy = Policy(require_query=False)
+    assert (
+        reason_of(s, key_set, headers=headers, url=url, policy=policy)
+        is Reason.COMPONENT_UNAVAILABLE
+    )
 
 
 def test_origin_form_url_uses_host_for_authority(p521_key: SigningKey, key_set: KeySet) -> None:
@@ -998,11 +1028,45 @@ def test_configured_labels(p521_key: SigningKey, key_set: KeySet) -> None:
     [None, 42, [("only-one",)], [(1, 2)]],
     ids=["none", "int", "short-pair", "int-pair"],
 )
-def test_garbage_arguments_never_escape(key_set: KeySet, headers: object) -> None:
-    """Any input gives a deliberate VerificationError, never another exception type."""
-    with no_swallowed_errors(), pytest.raises(VerificationError) as info:
+def test_headers_of_the_wrong_python_type_are_a_type_error(
+    key_set: KeySet, headers: object
+) -> None:
+    """Headers that are not (name, value) pairs of str or bytes: a programming error."""
+    with no_swallowed_errors(), pytest.raises(TypeError):
         verify("POST", URL, headers, b"", keys=key_set, now=REFERENCE_NOW)  # type: ignore[arg-type]
-    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", URL, "{}"),
+        ("POST", URL, None),
+        ("POST", URL, 12),
+        (b"POST", URL, b"{}"),
+        (None, URL, b"{}"),
+        ("POST", b"https://receiver.example/", b"{}"),
+    ],
+    ids=["str-body", "none-body", "int-body", "bytes-method", "none-method", "bytes-url"],
+)
+def test_arguments_of_the_wrong_python_type_are_a_type_error(
+    p521_key: SigningKey, key_set: KeySet, method: object, url: object, body: object
+) -> None:
+    """A str body or a non-str method/URL raises TypeError at once, even if well signed."""
+    s = signed(p521_key)
+    with no_swallowed_errors(), pytest.raises(TypeError):
+        verify(method, url, s.headers, body, keys=key_set, now=REFERENCE_NOW)  # type: ignore[arg-type]
+
+
+def test_a_huge_int_header_value_is_refused_without_converting_it(key_set: KeySet) -> None:
+    """An int header value raises TypeError instead of becoming bytes(n) (n NUL bytes)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(TypeError):
+            verify("POST", URL, [("x", 50_000_000)], b"", keys=key_set, now=REFERENCE_NOW)  # type: ignore[list-item]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
 
 
 @pytest.mark.parametrize("url", ["", "not a url", "://x"])
