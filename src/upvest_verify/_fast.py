@@ -432,10 +432,9 @@ def fast_verify(
         lines = list(map(fields.__getitem__, plan.fields))
     except KeyError:
         return None  # a covered field is absent: component_unavailable
-    if covered_size_error(sum(map(len, args)) + sum(map(len, lines)), 1, policy) is not None:
-        return None
     digest_field: DigestField | None = None
     expected = ""
+    digest_size = 0
     if plan.digest >= 0:
         # Only the value a sender writes for this body; anything else (another
         # algorithm, several members, a mismatch) is the strict path's to judge.
@@ -446,11 +445,14 @@ def fast_verify(
             expected = content_digest(body)
             digest_field = "content-digest"
         value = lines[plan.digest]
+        digest_size = len(value)
         if not (value.isascii() and compare_digest(value.strip(" "), expected)):
             return None
         lines[plan.digest] = ""  # equal to a printable value: no need to check it below
     joined = "".join(args) + "".join(lines)
     if not (joined.isascii() and joined.isprintable()):
+        return None
+    if covered_size_error(len(joined) + digest_size, 1, policy) is not None:
         return None
     lines = list(map(str.strip, lines, plan.strip))
     if "," in joined and any(comma_spaced(line) is not None for line in lines):

@@ -405,6 +405,9 @@ POLICIES = st.builds(
     max_labels=mostly(64, 1),
     max_signatures=mostly(4, 1),
     max_components=mostly(32, 1, 2, 6, 7),
+    max_covered_bytes=mostly(16 * 1024, 40, 120, 160, 200, 260),
+    max_field_lines=mostly(16, 1),
+    max_verifications=mostly(4, 1, 2),
 )
 # Offsets around every boundary of skew, max_age and max_window above.
 TIME_OFFSETS = st.sampled_from(
@@ -443,6 +446,7 @@ def shaped(headers: list[tuple[str, str]], shape: str) -> object:
     body=st.sampled_from([b"", b'{"payload":[]}']),
     shape=SHAPES,
     now_fraction=st.sampled_from([0.0, 0.25, 0.75]),
+    digest=mostly(None, "digest", "content-digest"),
 )
 def test_fast_and_strict_paths_agree_on_every_policy(
     policy: Policy,
@@ -457,6 +461,7 @@ def test_fast_and_strict_paths_agree_on_every_policy(
     body: bytes,
     shape: str,
     now_fraction: float,
+    digest: str | None,
 ) -> None:
     """Any policy, created/expires around every boundary, any header shape: same verdict."""
     signed_at = REFERENCE_NOW + created
@@ -471,6 +476,7 @@ def test_fast_and_strict_paths_agree_on_every_policy(
         label=label,
         dialect=dialect,  # type: ignore[arg-type]
         encoding=encoding,  # type: ignore[arg-type]
+        digest=digest,  # type: ignore[arg-type]
     )
     headers = list(s.headers)
     if not with_created:
