@@ -114,8 +114,9 @@ def parse_component(item: object) -> Component:
 
     Raises:
         VerificationError: ``malformed_header`` for a non-string item, an upper-case or
-            invalid name, an unknown derived component, ``@signature-params``, or an
-            unknown or ill-typed parameter (RFC 9421 §2, R7).
+            invalid name, ``@signature-params``, or an unknown or ill-typed parameter
+            (RFC 9421 §2, R7); ``component_unavailable`` for an unknown derived component
+            whose name is well-formed (``"@foo"``).
     """
     if not isinstance(item, tuple) or len(item) != 2:
         raise _malformed("covered component is not an item")
@@ -128,7 +129,10 @@ def parse_component(item: object) -> Component:
         if name == "@signature-params":
             raise _malformed('"@signature-params" cannot be a covered component')
         if name not in _KNOWN_DERIVED:
-            raise _malformed(f"unknown derived component {name!r}")
+            if _FIELD_NAME.fullmatch(name[1:]):
+                # Well-formed, but no value can be derived for it (threat model B6).
+                raise _unavailable(f"unknown derived component {name!r}")
+            raise _malformed(f"invalid derived component name {name!r}")
         allowed = _DERIVED_PARAMS | ({"name"} if name == "@query-param" else set())
     else:
         if not _FIELD_NAME.fullmatch(name):

@@ -42,6 +42,7 @@ from .errors import Reason, VerificationError
 __all__ = [
     "ALGORITHMS",
     "KEY_TYPES",
+    "REGISTERED_ALGORITHMS",
     "KeyType",
     "SignatureEncoding",
     "UnusableKey",
@@ -67,6 +68,11 @@ ALGORITHMS: Final[dict[KeyType, str]] = {
     "Ed25519": "ed25519",
 }
 """HTTP Message Signature algorithm name per key type (RFC 9421 §6.2.2; P-521 unregistered)."""
+
+REGISTERED_ALGORITHMS: Final[frozenset[str]] = frozenset(
+    {"ecdsa-p384-sha384", "ecdsa-p256-sha256", "ed25519"}
+)
+"""The names of :data:`ALGORITHMS` in the IANA registry (RFC 9421 §6.2.2)."""
 
 # Bytes per scalar / coordinate (RFC 7518 §6.2.1.2: "the full coordinate size").
 _SIZES: Final[dict[str, int]] = {"P-521": 66, "P-384": 48, "P-256": 32}

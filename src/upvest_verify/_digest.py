@@ -132,11 +132,16 @@ def _hash(algorithm: str, body: bytes) -> bytes:
     return _ALGORITHMS[algorithm](body)
 
 
-def _compare(hasher: BodyHasher, found: dict[str, bytes], header: str) -> None:
+def _compare(
+    hasher: BodyHasher, found: dict[str, bytes], header: str, required: str | None = None
+) -> None:
     if not found:
         raise VerificationError(
             Reason.DIGEST_MISMATCH, f"{header} has no supported algorithm (sha-512, sha-256)"
         )
+    if required is not None and required not in found:
+        # A receiver is as weak as the weakest algorithm it accepts alone (R24, D3).
+        raise VerificationError(Reason.DIGEST_MISMATCH, f"{header} must carry {required}")
     for algorithm, expected in found.items():
         # Constant-time compare (D11); lengths differ only for malformed values.
         if not hmac.compare_digest(hasher.digest(algorithm), expected):
@@ -157,8 +162,8 @@ def check_content_digest(value: str, hasher: BodyHasher) -> None:
 
     Raises:
         VerificationError: ``malformed_header`` for bad syntax or a non-byte-sequence
-            member; ``digest_mismatch`` if no supported algorithm is present or any
-            present one does not match.
+            member; ``digest_mismatch`` if ``sha-512`` is absent (a ``sha-256`` alone is
+            not enough) or any supported algorithm present does not match.
     """
     # Fastest path: the value is exactly what a sender would write for this body.
     if value.isascii() and hmac.compare_digest(value, hasher.canonical_content_digest()):
@@ -171,7 +176,7 @@ def check_content_digest(value: str, hasher: BodyHasher) -> None:
         except (binascii.Error, ValueError):
             pass  # padding the strict parser may still accept: let it decide
         else:
-            _compare(hasher, {fast.group(1): expected}, "content-digest")
+            _compare(hasher, {fast.group(1): expected}, "content-digest", "sha-512")
             return
     try:
         members = _sfv.parse_dictionary(value, allow_duplicates=False)
@@ -186,7 +191,7 @@ def check_content_digest(value: str, hasher: BodyHasher) -> None:
             )
         if algorithm in _ALGORITHMS:
             found[algorithm] = bare
-    _compare(hasher, found, "content-digest")
+    _compare(hasher, found, "content-digest", "sha-512")
 
 
 def check_legacy_digest(value: str, hasher: BodyHasher) -> None:

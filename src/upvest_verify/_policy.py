@@ -52,6 +52,10 @@ class Policy:
             may read: each covered field's lines, each derived value, the query for
             each ``@query-param`` (``malformed_header`` above; threat model K9).
         max_field_lines: Most lines a covered field may have (``malformed_header``).
+        allow_unregistered_alg: Accept an ``alg`` parameter that names the key's
+            algorithm by a name outside the IANA registry (``ecdsa-p521-sha512``: P-521
+            has none). Off by default: Upvest sends no ``alg``, and an ``alg`` no
+            standard defines is refused (``unsupported_algorithm``).
         max_verifications: Most ECDSA verifications per request, over every label,
             base layout and alternative reconstruction; once spent, the remaining
             candidates fail with ``bad_signature``.
@@ -77,6 +81,7 @@ class Policy:
     max_covered_bytes: int = 16 * 1024
     max_field_lines: int = 16
     max_verifications: int = 4
+    allow_unregistered_alg: bool = False
 
     def __post_init__(self) -> None:
         # Accept any iterable for the tuple/frozenset fields, then validate, so a bad

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from . import _sfv
 from ._components import Component, parse_component
-from ._crypto import VerifyingKey
+from ._crypto import REGISTERED_ALGORITHMS, VerifyingKey
 from ._policy import Policy
 from ._result import Layout
 from .errors import Reason, VerificationError
@@ -356,16 +356,23 @@ def key_error(key: VerifyingKey, kid: str, alg: object, policy: Policy) -> Verif
     Returns:
         ``unsupported_key`` for a key type the policy does not allow,
         ``unsupported_algorithm`` for an ``alg`` that contradicts the key (R5/R17:
-        the algorithm comes from the key), or ``None``.
+        the algorithm comes from the key) or that no registry defines (unless the
+        policy allows it), or ``None``.
     """
     if key.key_type not in policy.key_types:
         return VerificationError(
             Reason.UNSUPPORTED_KEY, f"key {kid!r} is {key.key_type}, not allowed", key_id=kid
         )
-    if alg is not None and alg != key.algorithm:
-        return VerificationError(
-            Reason.UNSUPPORTED_ALGORITHM, f"alg={alg!r} but key {kid!r} is {key.algorithm}"
-        )
+    if alg is not None:
+        if alg != key.algorithm:
+            return VerificationError(
+                Reason.UNSUPPORTED_ALGORITHM, f"alg={alg!r} but key {kid!r} is {key.algorithm}"
+            )
+        if alg not in REGISTERED_ALGORITHMS and not policy.allow_unregistered_alg:
+            return VerificationError(
+                Reason.UNSUPPORTED_ALGORITHM,
+                f"alg={alg!r} is not a registered name (Policy.allow_unregistered_alg)",
+            )
     return None
 
 

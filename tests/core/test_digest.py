@@ -90,17 +90,26 @@ def test_produced_values_check_out() -> None:
     "value",
     [
         f"sha-512=:{SHA512}:",
-        f"sha-256=:{SHA256}:",
         f"sha-256=:{SHA256}:, sha-512=:{SHA512}:",
         f"sha-512=:{SHA512}:, md5=:AAAA:",
         f"sha-512=:{SHA512}:;p=1",
         f"sha-512=:{SHA512.rstrip('=')}:",  # unpadded: RFC 8941 parsers SHOULD accept
     ],
-    ids=["sha512", "sha256", "both", "with-md5", "with-param", "unpadded"],
+    ids=["sha512", "both", "with-md5", "with-param", "unpadded"],
 )
 def test_content_digest_accepts(value: str) -> None:
-    """Every supported algorithm present matches: accepted."""
+    """sha-512 present and every supported algorithm present matches: accepted."""
     check_content_digest(value, BodyHasher(BODY))
+
+
+@pytest.mark.parametrize("value", [f"sha-256=:{SHA256}:", f"sha-256=:{SHA256}:, md5=:AAAA:"])
+def test_content_digest_without_sha512_is_not_enough(value: str) -> None:
+    """RFC 9530 / R24: a correct sha-256 alone does not count; Content-Digest needs sha-512."""
+    assert_error(
+        rejected(check_content_digest, value),
+        Reason.DIGEST_MISMATCH,
+        "content-digest must carry sha-512",
+    )
 
 
 def test_content_digest_mismatch_messages() -> None:

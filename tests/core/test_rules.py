@@ -463,9 +463,19 @@ P256 = generate_key("P-256", kid="k256").verifying_key
 
 
 def test_key_error_accepts_allowed_key() -> None:
-    """An allowed key type with no alg, or the key's own alg, passes."""
+    """An allowed key type with no alg, or the key's own registered alg, passes."""
     assert key_error(P521, "k521", None, POLICY) is None
-    assert key_error(P521, "k521", P521.algorithm, POLICY) is None
+    assert key_error(P256, "k256", P256.algorithm, Policy(key_types={"P-256"})) is None
+
+
+def test_key_error_refuses_an_unregistered_alg_unless_allowed() -> None:
+    """P-521 has no registered alg name: "ecdsa-p521-sha512" needs allow_unregistered_alg."""
+    assert_error(
+        key_error(P521, "k521", P521.algorithm, POLICY),
+        Reason.UNSUPPORTED_ALGORITHM,
+        "alg='ecdsa-p521-sha512' is not a registered name (Policy.allow_unregistered_alg)",
+    )
+    assert key_error(P521, "k521", P521.algorithm, Policy(allow_unregistered_alg=True)) is None
 
 
 def test_key_error_refuses_key_type() -> None:
