@@ -9,7 +9,7 @@ import pytest
 
 from upvest_verify.jwks import JWKSCache
 
-from ._jwks_helpers import FakeClock, JWKKey, JWKSServer, make_key, running_server
+from .jwks_support import FakeClock, JWKKey, JWKSServer, make_key, running_server
 
 
 @pytest.fixture

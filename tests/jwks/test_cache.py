@@ -24,7 +24,7 @@ from upvest_verify import (
 )
 from upvest_verify.jwks import CacheStats, FetchResult, JWKSCache, StaticKeySource, URLKeySource
 
-from ._jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, jwks, make_key, wait_until
+from .jwks_support import BOUND, FakeClock, JWKKey, JWKSServer, jwks, make_key, wait_until
 
 
 def make_cache(
@@ -220,17 +220,31 @@ def test_new_kid_triggers_one_refresh(
 
 
 def test_unknown_kid_within_cooldown_is_refused(
-    server: JWKSServer, clock: FakeClock, caches: list[JWKSCache], key_a: JWKKey
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    key_a: JWKKey,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Right after a fetch, refresh_for() refuses (None) and counts the refusal."""
+    """Within the cooldown of a refresh for an unknown kid, refresh_for() refuses (None) and logs why."""
     server.rotate(key_a)
     cache = make_cache(server, clock, caches)
     cache.current()
-    clock.advance(29)
-    assert cache.refresh_for("forged") is None
-    assert cache.refresh_for("forged") is None  # negative cache, lock-free
-    assert server.requests == 1
+    clock.advance(2)
+    assert cache.refresh_for("forged-1") is not None  # the cold start left the budget alone
+    clock.advance(27)
+    caplog.clear()
+    assert cache.refresh_for("forged-2") is None
+    assert cache.refresh_for("forged-2") is None  # negative cache, lock-free
+    assert server.requests == 2
+    assert cache.stats.kid_refreshes == 1
     assert cache.stats.unknown_kid_refusals == 2
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert [r.levelno for r in refusals] == [logging.WARNING] * 2
+    assert {r.getMessage() for r in refusals} == {
+        "JWKS refresh for unknown kid 'forged-2' refused (unknown-kid refresh cooldown): "
+        "3.0 s of cooldown left"
+    }
 
 
 def test_refresh_without_the_kid_negative_caches_it(
@@ -514,6 +528,7 @@ def test_stats_object() -> None:
         "failures": 0,
         "stale_serves": 0,
         "unknown_kid_refusals": 0,
+        "kid_refreshes": 0,
     }
     assert "fetches=8000" in repr(stats)
 

@@ -25,7 +25,7 @@ from upvest_verify.jwks._http import (
     request_headers,
 )
 
-from ._jwks_helpers import JWKKey, JWKSServer, jwks, running_server, self_signed_tls
+from .jwks_support import JWKKey, JWKSServer, jwks, running_server, self_signed_tls
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

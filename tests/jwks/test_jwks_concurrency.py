@@ -12,7 +12,7 @@ import pytest
 from upvest_verify import KeySet
 from upvest_verify.jwks import JWKSCache, URLKeySource
 
-from ._jwks_helpers import BOUND, FakeClock, JWKKey, JWKSServer, wait_until
+from .jwks_support import BOUND, FakeClock, JWKKey, JWKSServer, wait_until
 
 
 def make_cache(

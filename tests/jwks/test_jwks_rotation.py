@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from upvest_verify.testing import (
     sign_webhook,
 )
 
-from ._jwks_helpers import FakeClock, JWKSServer, wait_until
+from .jwks_support import BOUND, FakeClock, JWKSServer, wait_until
 
 
 @pytest.fixture
@@ -69,6 +71,25 @@ def rejected(verifier: Verifier, webhook: SignedWebhook) -> Reason:
 def settle(cache: JWKSCache) -> None:
     """Wait (bounded) until no fetch is in flight."""
     assert wait_until(lambda: cache._flight is None)
+
+
+def forge(template: SignedWebhook, kid: str) -> SignedWebhook:
+    """``template`` with its keyid replaced by ``kid`` (a key nobody publishes)."""
+    old = next(v for k, v in template.headers if k.lower() == "signature-input")
+    start = old.index('keyid="') + len('keyid="')
+    original = old[start : old.index('"', start)]
+    headers = [
+        (k, v.replace(original, kid) if k.lower() == "signature-input" else v)
+        for k, v in template.headers
+    ]
+    return SignedWebhook(template.method, template.url, headers, template.body, template.base)
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The refused-refresh log lines (each must be a WARNING)."""
+    lines = [r for r in caplog.records if "refresh for unknown kid" in r.getMessage()]
+    assert all(r.levelno == logging.WARNING for r in lines)
+    return [r.getMessage() for r in lines]
 
 
 def test_rotation_end_to_end(
@@ -206,3 +227,258 @@ def test_outage_longer_than_ttl_keeps_verifying_until_max_stale(
     server.mode = "ok"
     clock.advance(10)
     assert check(verifier, signed(old_key)).key_id == "old-key"
+
+
+# ---- rotation right after a fetch (K4: ordinary fetches leave the budget alone) -------------
+
+
+@pytest.mark.parametrize("fetch", ["cold start", "ttl refresh", "background", "explicit"])
+def test_key_published_two_seconds_after_any_fetch_is_accepted_on_first_use(
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    old_key: SigningKey,
+    new_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fetch: str,
+) -> None:
+    """A key Upvest publishes 2 s after the cache's last fetch verifies on the first webhook naming it."""
+    monkeypatch.setattr(JWKSCache, "_BACKGROUND_TICK", 0.01)
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches, background_refresh=fetch == "background")
+    verifier = Verifier(cache)
+    assert check(verifier, signed(old_key)).key_id == "old-key"  # the cold start
+    if fetch == "ttl refresh":
+        clock.advance(301)
+        check(verifier, signed(old_key))  # served stale; the refresh runs detached
+        settle(cache)
+    elif fetch == "background":
+        clock.advance(241)  # 80% of the TTL: the refresher thread fetches
+        assert wait_until(lambda: server.requests == 2)
+        settle(cache)
+    elif fetch == "explicit":
+        clock.advance(5)
+        cache.refresh()
+    fetches = server.requests
+    publish(server, old_key, new_key)
+    clock.advance(2)
+    assert check(verifier, signed(new_key)).key_id == "new-key"
+    assert server.requests == fetches + 1
+    assert cache.stats.kid_refreshes == 1
+    assert cache.stats.unknown_kid_refusals == 0
+    assert refusals(caplog) == []
+
+
+@pytest.mark.parametrize("fetch", ["cold start", "ttl refresh"])
+def test_async_key_published_two_seconds_after_a_fetch_is_accepted_on_first_use(
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    old_key: SigningKey,
+    new_key: SigningKey,
+    fetch: str,
+) -> None:
+    """averify() picks a key published 2 s after a fetch up on its first webhook, once for 50 tasks."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+
+    async def averify(webhook: SignedWebhook) -> VerifiedWebhook:
+        return await verifier.averify(webhook.method, webhook.url, webhook.headers, webhook.body)
+
+    async def main() -> None:
+        assert (await averify(signed(old_key))).key_id == "old-key"
+        if fetch == "ttl refresh":
+            clock.advance(301)
+            await averify(signed(old_key))
+            await asyncio.to_thread(settle, cache)
+        publish(server, old_key, new_key)
+        clock.advance(2)
+        results = await asyncio.gather(*(averify(signed(new_key)) for _ in range(50)))
+        assert {r.key_id for r in results} == {"new-key"}
+
+    asyncio.run(main())
+    assert server.requests == (3 if fetch == "ttl refresh" else 2)
+    assert cache.stats.kid_refreshes == 1
+    assert cache.stats.unknown_kid_refusals == 0
+
+
+def test_key_named_within_the_gap_is_refused_with_a_warning_then_accepted(
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    old_key: SigningKey,
+    new_key: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within 1 s of a fetch's start a new kid is refused (logged with the time left); then fetched."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+    check(verifier, signed(old_key))
+    publish(server, old_key, new_key)
+    clock.advance(0.5)
+    assert rejected(verifier, signed(new_key)) is Reason.UNKNOWN_KEY
+    assert rejected(verifier, signed(new_key)) is Reason.UNKNOWN_KEY  # negative cache
+    assert (
+        refusals(caplog)
+        == [
+            "JWKS refresh for unknown kid 'new-key' refused (a fetch has just started): "
+            "0.5 s of cooldown left"
+        ]
+        * 2
+    )
+    assert server.requests == 1
+    clock.advance(0.5)
+    assert check(verifier, signed(new_key)).key_id == "new-key"
+    assert server.requests == 2
+
+
+def test_refreshes_for_unknown_kids_share_one_cooldown(
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    old_key: SigningKey,
+    new_key: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A forged kid's refresh uses the budget: a key published after it waits for the cooldown."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+    check(verifier, signed(old_key))
+    clock.advance(2)
+    # keyid="forged\"xxx..." (an sf-string escape): the kid is 'forged"' and 100 x.
+    attacker = forge(signed(generate_key()), 'forged\\"' + "x" * 100)
+    assert rejected(verifier, attacker) is Reason.UNKNOWN_KEY  # one refresh, without it
+    assert server.requests == 2
+    publish(server, old_key, new_key)
+    clock.advance(1)
+    assert rejected(verifier, signed(new_key)) is Reason.UNKNOWN_KEY
+    assert rejected(verifier, attacker) is Reason.UNKNOWN_KEY
+    lines = refusals(caplog)
+    assert lines[0] == (
+        "JWKS refresh for unknown kid 'new-key' refused (unknown-kid refresh cooldown): "
+        "29.0 s of cooldown left"
+    )
+    # The forged kid is logged through repr() and cut short.
+    assert lines[1].startswith("JWKS refresh for unknown kid 'forged\"xxx")
+    assert "xxx'... refused (unknown-kid refresh cooldown): 29.0 s" in lines[1]
+    # A fetch of the cache's own in between neither extends nor spends the cooldown.
+    clock.advance(10)
+    cache.refresh()
+    clock.advance(19)
+    assert check(verifier, signed(new_key)).key_id == "new-key"  # from the explicit refresh
+    assert server.requests == 3
+    assert cache.stats.kid_refreshes == 1
+
+
+def test_joining_an_ordinary_fetch_that_predates_the_key_does_not_cost_a_cooldown(
+    server: JWKSServer,
+    clock: FakeClock,
+    caches: list[JWKSCache],
+    old_key: SigningKey,
+    new_key: SigningKey,
+) -> None:
+    """A new kid that joins a TTL refresh started before the key was published refreshes right after."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+    check(verifier, signed(old_key))
+    clock.advance(301)
+    server.gate()
+    check(verifier, signed(old_key))  # stale; the detached refresh waits at the server
+    assert server.arrived.wait(BOUND)
+    publish(server, old_key, new_key)  # too late for the refresh in flight
+    clock.advance(2)
+    releaser = threading.Timer(0.2, server.release)  # after this thread joined the flight
+    releaser.start()
+    try:
+        assert check(verifier, signed(new_key)).key_id == "new-key"
+    finally:
+        releaser.join(BOUND)
+    assert server.requests == 3
+    assert cache.stats.kid_refreshes == 1
+    assert cache.stats.unknown_kid_refusals == 0
+
+
+def _flood_kids(seed: int, n: int) -> list[str]:
+    rng = random.Random(seed)
+    return [f"forged-{rng.getrandbits(64):016x}" for _ in range(n)]
+
+
+def test_2000_random_kids_from_threads_cause_one_refresh_per_cooldown(
+    server: JWKSServer, clock: FakeClock, caches: list[JWKSCache], old_key: SigningKey
+) -> None:
+    """16 threads verifying 2,000 forged kids 2 s after a fetch: one refresh per cooldown (F3)."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+    check(verifier, signed(old_key))
+    template = signed(generate_key())
+
+    def flood(kids: list[str]) -> set[Reason]:
+        reasons: list[Reason] = []
+        lock = threading.Lock()
+
+        def work(chunk: list[str]) -> None:
+            for kid in chunk:
+                reason = rejected(verifier, forge(template, kid))
+                with lock:
+                    reasons.append(reason)
+
+        threads = [threading.Thread(target=work, args=(kids[i::16],)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND)
+        assert not any(t.is_alive() for t in threads)
+        assert len(reasons) == len(kids)
+        return set(reasons)
+
+    clock.advance(2)
+    assert flood(_flood_kids(1, 2000)) == {Reason.UNKNOWN_KEY}
+    assert server.requests == 2
+    clock.advance(29)
+    assert flood(_flood_kids(2, 2000)) == {Reason.UNKNOWN_KEY}
+    assert server.requests == 2
+    clock.advance(1)
+    assert flood(_flood_kids(3, 2000)) == {Reason.UNKNOWN_KEY}
+    assert server.requests == 3
+    assert cache.stats.kid_refreshes == 2
+    assert check(verifier, signed(old_key)).key_id == "old-key"
+
+
+def test_2000_random_kids_from_tasks_cause_one_refresh_per_cooldown(
+    server: JWKSServer, clock: FakeClock, caches: list[JWKSCache], old_key: SigningKey
+) -> None:
+    """2,000 asyncio tasks verifying forged kids 2 s after a fetch: one refresh per cooldown (F3)."""
+    publish(server, old_key)
+    cache = make_cache(server, clock, caches)
+    verifier = Verifier(cache)
+    template = signed(generate_key())
+
+    async def reason(kid: str) -> Reason:
+        webhook = forge(template, kid)
+        with pytest.raises(KeyNotFound) as info:
+            await verifier.averify(webhook.method, webhook.url, webhook.headers, webhook.body)
+        return info.value.reason
+
+    async def flood(seed: int) -> set[Reason]:
+        return set(await asyncio.gather(*(reason(k) for k in _flood_kids(seed, 2000))))
+
+    async def main() -> None:
+        await cache.acurrent()
+        clock.advance(2)
+        assert await flood(4) == {Reason.UNKNOWN_KEY}
+        assert server.requests == 2
+        clock.advance(29)
+        assert await flood(5) == {Reason.UNKNOWN_KEY}
+        assert server.requests == 2
+        clock.advance(1)
+        assert await flood(6) == {Reason.UNKNOWN_KEY}
+
+    asyncio.run(main())
+    assert server.requests == 3
+    assert cache.stats.kid_refreshes == 2

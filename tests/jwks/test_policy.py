@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from upvest_verify import ConfigurationError, JWKSError, KeySet, KeySetUnavailable, Reason
 from upvest_verify.jwks import FetchResult
@@ -17,25 +20,26 @@ from upvest_verify.jwks._policy import (
     background_delay,
     check_key_types,
     effective_ttl,
-    freshness_lifetime,
     is_fresh,
     is_usable,
+    kid_for_log,
     knows,
+    load,
     may_fetch_expired,
     may_fetch_for_kid,
-    parse_cache_control,
     plan_current,
     plan_refresh,
     plan_refresh_for,
     record_attempt,
     record_failure,
     record_success,
+    refusal_cause,
     refusal_expiry,
     unavailable,
     usable_keys,
 )
 
-from ._jwks_helpers import jwks, make_key
+from .jwks_support import jwks, make_key
 
 POLICY = CachePolicy(
     ttl=300, min_ttl=60, max_ttl=3600, max_stale=1000, refresh_cooldown=30, failure_cooldown=10
@@ -45,8 +49,10 @@ STRICT = CachePolicy(
 )
 KEYS = KeySet.from_jwks(jwks(make_key("k1")))
 COLD = CacheState()
-# Fetched at t=100, fresh until t=400, usable until t=1400.
+# Fetched at t=100 (an ordinary fetch), fresh until t=400, usable until t=1400.
 WARM = CacheState(keys=KEYS, fetched_at=100, expires_at=400, last_attempt=100)
+# The same, but the fetch at t=100 was a refresh for an unknown kid.
+KID_REFRESHED = replace(WARM, last_kid_refresh=100)
 
 SETTINGS = {
     "ttl": 300,
@@ -190,13 +196,35 @@ def test_failure_cooldown_blocks_expired_fetch() -> None:
     assert may_fetch_expired(failed, 61, POLICY)
 
 
-def test_refresh_cooldown_counts_every_attempt() -> None:
-    """An unknown kid may refresh only refresh_cooldown after the last attempt, failed or not."""
+def test_refresh_cooldown_counts_every_refresh_for_an_unknown_kid() -> None:
+    """After a refresh for an unknown kid, the next one waits refresh_cooldown, failed or not."""
     assert may_fetch_for_kid(COLD, 0, POLICY)
-    assert not may_fetch_for_kid(WARM, 129.9, POLICY)
-    assert may_fetch_for_kid(WARM, 130, POLICY)
-    failed = CacheState(keys=KEYS, fetched_at=0, expires_at=300, last_attempt=100, last_failure=125)
-    assert not may_fetch_for_kid(failed, 130, POLICY)  # the failure cooldown runs to 135
+    assert not may_fetch_for_kid(KID_REFRESHED, 129.9, POLICY)
+    assert may_fetch_for_kid(KID_REFRESHED, 130, POLICY)
+    failed = record_failure(record_attempt(WARM, 200, for_kid=True), 201, "OSError: down")
+    assert not may_fetch_for_kid(failed, 229.9, POLICY)  # a failed attempt counts (K4)
+    assert may_fetch_for_kid(failed, 230, POLICY)
+
+
+def test_an_ordinary_fetch_holds_kid_refreshes_off_for_the_gap_only() -> None:
+    """A cold, TTL, background or explicit fetch leaves the budget alone: 1 s of coalescing."""
+    assert POLICY.refresh_gap == 1.0
+    assert not may_fetch_for_kid(WARM, 100.9, POLICY)
+    assert may_fetch_for_kid(WARM, 101, POLICY)
+    assert plan_refresh_for(WARM, "rotated", 102, POLICY, False) is Action.FETCH
+    # An ordinary fetch during the cooldown never extends it beyond the gap.
+    ordinary_later = record_attempt(KID_REFRESHED, 129.5)
+    assert not may_fetch_for_kid(ordinary_later, 130, POLICY)
+    assert may_fetch_for_kid(ordinary_later, 130.5, POLICY)
+    ordinary_early = record_attempt(KID_REFRESHED, 110)
+    assert not may_fetch_for_kid(ordinary_early, 129.9, POLICY)
+    assert may_fetch_for_kid(ordinary_early, 130, POLICY)
+
+
+def test_a_failed_ordinary_fetch_holds_kid_refreshes_off_for_the_failure_cooldown() -> None:
+    """While the key endpoint fails, refreshes for unknown kids wait failure_cooldown too (K6)."""
+    failed = record_failure(record_attempt(WARM, 120), 125, "OSError: down")
+    assert not may_fetch_for_kid(failed, 134.9, POLICY)
     assert may_fetch_for_kid(failed, 135, POLICY)
 
 
@@ -266,16 +294,19 @@ def test_plan_current_strict_waits_at_the_ttl() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kid", "now", "in_flight", "expected"),
+    ("state", "kid", "now", "in_flight", "expected"),
     [
-        ("k1", 110, False, Action.SERVE),
-        ("k1", 110, True, Action.SERVE),
-        ("new", 110, False, Action.REFUSE),
-        ("new", 110, True, Action.JOIN),
-        ("new", 130, False, Action.FETCH),
-        ("x" * 256, 130, False, Action.FETCH),
-        ("x" * 257, 130, False, Action.REFUSE),
-        ("x" * 257, 130, True, Action.REFUSE),
+        (KID_REFRESHED, "k1", 110, False, Action.SERVE),
+        (KID_REFRESHED, "k1", 110, True, Action.SERVE),
+        (KID_REFRESHED, "new", 110, False, Action.REFUSE),
+        (KID_REFRESHED, "new", 110, True, Action.JOIN),
+        (KID_REFRESHED, "new", 130, False, Action.FETCH),
+        (WARM, "new", 100.5, False, Action.REFUSE),
+        (WARM, "new", 100.5, True, Action.JOIN),
+        (WARM, "new", 101, False, Action.FETCH),
+        (KID_REFRESHED, "x" * 256, 130, False, Action.FETCH),
+        (KID_REFRESHED, "x" * 257, 130, False, Action.REFUSE),
+        (KID_REFRESHED, "x" * 257, 130, True, Action.REFUSE),
     ],
     ids=[
         "known",
@@ -283,14 +314,19 @@ def test_plan_current_strict_waits_at_the_ttl() -> None:
         "cooldown",
         "join",
         "allowed",
+        "gap-after-ordinary-fetch",
+        "gap-join",
+        "after-the-gap",
         "longest-kid",
         "overlong-kid",
         "overlong-kid-in-flight",
     ],
 )
-def test_plan_refresh_for(kid: str, now: float, in_flight: bool, expected: Action) -> None:
-    """refresh_for() serves a known kid, joins a flight, fetches once per cooldown, else refuses."""
-    assert plan_refresh_for(WARM, kid, now, POLICY, in_flight) is expected
+def test_plan_refresh_for(
+    state: CacheState, kid: str, now: float, in_flight: bool, expected: Action
+) -> None:
+    """refresh_for() serves a known kid, joins a flight, fetches when no limit holds, else refuses."""
+    assert plan_refresh_for(state, kid, now, POLICY, in_flight) is expected
 
 
 def test_plan_refresh_for_knows_rejected_kids() -> None:
@@ -319,22 +355,96 @@ def test_background_delay() -> None:
     assert background_delay(cold_failed, 5, POLICY) == pytest.approx(6)
 
 
-def test_refusal_expiry_is_the_later_cooldown() -> None:
-    """A refused kid stays refused until both the refresh and the failure cooldown ran out."""
-    assert refusal_expiry(WARM, POLICY) == 130
-    failed = CacheState(KEYS, 100, 400, last_attempt=100, last_failure=125)
+def test_refusal_expiry_is_the_latest_limit_and_names_it() -> None:
+    """A refused kid stays refused until every limit ran out; the log names the last one."""
+    assert refusal_expiry(COLD, POLICY) == NEVER
+    assert refusal_expiry(WARM, POLICY) == 101
+    assert refusal_cause(WARM, POLICY) == "a fetch has just started"
+    assert refusal_expiry(KID_REFRESHED, POLICY) == 130
+    assert refusal_cause(KID_REFRESHED, POLICY) == "unknown-kid refresh cooldown"
+    failed = replace(KID_REFRESHED, last_failure=125)
     assert refusal_expiry(failed, POLICY) == 135
+    assert refusal_cause(failed, POLICY) == "failure cooldown"
+
+
+def test_kid_for_log_escapes_and_truncates() -> None:
+    """An attacker's kid is logged repr-escaped (no raw control characters) and cut to ~80."""
+    assert kid_for_log("new-key") == "'new-key'"
+    escaped = kid_for_log("a\nb\x1b[31m\u202e'\"")
+    assert escaped.isprintable()
+    assert "\n" not in escaped
+    assert "\\n" in escaped
+    long = kid_for_log("k" * 200)
+    assert long == repr("k" * 77) + "..."
+    assert kid_for_log("k" * 80) == repr("k" * 80)
+
+
+def test_refresh_gap_settings() -> None:
+    """refresh_gap defaults to 1 s, may be 0, never exceeds refresh_cooldown, and is checked."""
+    assert CachePolicy.from_settings(**SETTINGS).refresh_gap == 1.0
+    assert CachePolicy.from_settings(**SETTINGS, refresh_gap=0).refresh_gap == 0.0
+    small = CachePolicy.from_settings(**{**SETTINGS, "refresh_cooldown": 0.25})
+    assert small.refresh_gap == 0.25
+    for bad in (-1, math.nan, "1"):
+        with pytest.raises(ConfigurationError, match="refresh_gap"):
+            CachePolicy.from_settings(**SETTINGS, refresh_gap=bad)  # type: ignore[arg-type]
+
+
+# (seconds since the previous event, what happens): a fetch of the cache's own
+# (cold, TTL, background, explicit), a failed one, or a lookup of an unknown kid.
+_EVENTS = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=20, allow_nan=False),
+        st.sampled_from(["ordinary", "ordinary-failed", "kid"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EVENTS)
+def test_the_refresh_budget_holds_for_any_history(events: list[tuple[float, str]]) -> None:
+    """Kid refreshes start >= refresh_cooldown apart and >= refresh_gap after any fetch;
+    a kid lookup is refused only while one of the three limits holds (K4)."""
+    state, now = WARM, 100.0
+    kid_refreshes: list[float] = []
+    for delta, event in events:
+        now += delta
+        if event != "kid":
+            state = record_attempt(state, now)
+            if event == "ordinary-failed":
+                state = record_failure(state, now, "OSError: down")
+            continue
+        before = state
+        action = plan_refresh_for(state, "unknown", now, POLICY, False)
+        holds = (
+            now < before.last_kid_refresh + 30
+            or now < before.last_attempt + 1
+            or now < before.last_failure + 10
+        )
+        assert (action is Action.REFUSE) is holds
+        if action is Action.FETCH:
+            assert all(now - t >= 30 for t in kid_refreshes)
+            kid_refreshes.append(now)
+            state = record_attempt(state, now, for_kid=True)
+        else:
+            assert refusal_expiry(before, POLICY) > now
 
 
 # ---- transitions and outcomes ---------------------------------------------------------------
 
 
-def test_record_attempt_starts_the_refresh_cooldown() -> None:
-    """Starting a fetch moves last_attempt and nothing else."""
+def test_record_attempt_uses_the_budget_only_for_an_unknown_kid() -> None:
+    """Every fetch moves last_attempt; only a fetch for an unknown kid moves last_kid_refresh."""
     state = record_attempt(WARM, 200)
     assert state.last_attempt == 200
+    assert state.last_kid_refresh == NEVER
     assert (state.keys, state.fetched_at, state.expires_at) == (KEYS, 100, 400)
+    assert may_fetch_for_kid(state, 201, POLICY)
+    state = record_attempt(WARM, 200, for_kid=True)
+    assert (state.last_attempt, state.last_kid_refresh) == (200, 200)
     assert not may_fetch_for_kid(state, 229.9, POLICY)
+    assert may_fetch_for_kid(state, 230, POLICY)
 
 
 def test_record_success_swaps_the_snapshot_and_forgets_failures() -> None:
@@ -378,6 +488,17 @@ def test_usable_keys_refuses_a_set_without_usable_keys() -> None:
     assert "p256" in usable_keys(only_p256, ("P-256",))
 
 
+def test_load_checks_the_result_type_and_clamps_the_ttl() -> None:
+    """A source's result becomes (snapshot, clamped TTL); anything but a FetchResult is a TypeError."""
+    body = json.dumps(jwks(make_key("k1"))).encode()
+    keys, ttl = load(FetchResult(body, max_age=15), ("P-521",), POLICY)
+    assert list(keys) == ["k1"]
+    assert ttl == 60
+    assert load(FetchResult(body), ("P-521",), POLICY)[1] == 300
+    with pytest.raises(TypeError, match="not FetchResult"):
+        load(body, ("P-521",), POLICY)  # type: ignore[arg-type]
+
+
 def test_unavailable_names_the_cause() -> None:
     """keys_unavailable (503) says whether nothing was ever fetched or the cache went stale."""
     cold = unavailable(COLD)
@@ -388,49 +509,3 @@ def test_unavailable_names_the_cause() -> None:
     stale = unavailable(record_failure(WARM, 1500, "OSError: down"))
     assert "stale beyond max_stale" in str(stale)
     assert "OSError: down" in str(stale)
-
-
-# ---- Cache-Control (RFC 9111) ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("cache_control", "age", "expected"),
-    [
-        (None, None, None),
-        ("max-age=120", None, 120.0),
-        ("public, max-age=600, must-revalidate", None, 600.0),
-        ('max-age="90"', None, 90.0),
-        ("MAX-AGE=45", None, 45.0),
-        ("max-age=100, max-age=5", None, 100.0),
-        ("max-age=120", "30", 90.0),
-        ("max-age=120", "500", 0.0),
-        ("max-age=120", "bogus", 120.0),
-        ("no-store", None, 0.0),
-        ("max-age=600, no-cache", None, 0.0),
-        ('private="a, b", max-age=70', None, 70.0),
-        ("max-age=-5", None, None),
-        ("max-age=1.5", None, None),
-        ("max-age=abc, max-age=80", None, 80.0),
-        ("garbage;;, max-age=33", None, 33.0),
-        ("max-age=99999999999999999999", None, 2147483648.0),
-        ("public", None, None),
-        ('max-age=60, "unterminated', None, 60.0),
-    ],
-)
-def test_fetch_result_from_http(
-    cache_control: str | None, age: str | None, expected: float | None
-) -> None:
-    """Cache-Control max-age (RFC 9111 §5.2.2.1) minus Age is parsed leniently but safely."""
-    result = FetchResult.from_http(b"{}", cache_control=cache_control, age=age)
-    assert result.body == b"{}"
-    assert result.max_age == expected
-
-
-def test_freshness_lifetime_and_parse_cache_control_directly() -> None:
-    """The lifetime is max-age minus Age, never negative; no lifetime without a max-age."""
-    assert parse_cache_control("s-maxage=5, max-age=7") == 7.0
-    assert parse_cache_control("") is None
-    assert freshness_lifetime("max-age=120", "120") == 0.0
-    assert freshness_lifetime("max-age=120", " 20 ") == 100.0
-    assert freshness_lifetime(None, "20") is None
-    assert freshness_lifetime("", None) is None

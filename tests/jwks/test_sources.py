@@ -1,4 +1,4 @@
-"""Key sources: FetchResult, StaticKeySource and load_jwks (the one rule for JWKS text vs path)."""
+"""Key sources: FetchResult (and its Cache-Control rules), StaticKeySource and load_jwks."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from upvest_verify.jwks import (
     URLKeySource,
     load_jwks,
 )
+from upvest_verify.jwks._sources import freshness_lifetime, parse_cache_control
 
-from ._jwks_helpers import JWKKey, jwks
+from .jwks_support import JWKKey, jwks
 
 # ---- StaticKeySource ---------------------------------------------------------------
 
@@ -198,3 +199,49 @@ def test_fetch_result_is_frozen() -> None:
     result = FetchResult(b"{}", 5.0)
     with pytest.raises(AttributeError):
         result.body = b"x"  # type: ignore[misc]
+
+
+# ---- Cache-Control (RFC 9111) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "age", "expected"),
+    [
+        (None, None, None),
+        ("max-age=120", None, 120.0),
+        ("public, max-age=600, must-revalidate", None, 600.0),
+        ('max-age="90"', None, 90.0),
+        ("MAX-AGE=45", None, 45.0),
+        ("max-age=100, max-age=5", None, 100.0),
+        ("max-age=120", "30", 90.0),
+        ("max-age=120", "500", 0.0),
+        ("max-age=120", "bogus", 120.0),
+        ("no-store", None, 0.0),
+        ("max-age=600, no-cache", None, 0.0),
+        ('private="a, b", max-age=70', None, 70.0),
+        ("max-age=-5", None, None),
+        ("max-age=1.5", None, None),
+        ("max-age=abc, max-age=80", None, 80.0),
+        ("garbage;;, max-age=33", None, 33.0),
+        ("max-age=99999999999999999999", None, 2147483648.0),
+        ("public", None, None),
+        ('max-age=60, "unterminated', None, 60.0),
+    ],
+)
+def test_fetch_result_from_http(
+    cache_control: str | None, age: str | None, expected: float | None
+) -> None:
+    """Cache-Control max-age (RFC 9111 §5.2.2.1) minus Age is parsed leniently but safely."""
+    result = FetchResult.from_http(b"{}", cache_control=cache_control, age=age)
+    assert result.body == b"{}"
+    assert result.max_age == expected
+
+
+def test_freshness_lifetime_and_parse_cache_control_directly() -> None:
+    """The lifetime is max-age minus Age, never negative; no lifetime without a max-age."""
+    assert parse_cache_control("s-maxage=5, max-age=7") == 7.0
+    assert parse_cache_control("") is None
+    assert freshness_lifetime("max-age=120", "120") == 0.0
+    assert freshness_lifetime("max-age=120", " 20 ") == 100.0
+    assert freshness_lifetime(None, "20") is None
+    assert freshness_lifetime("", None) is None

@@ -9,7 +9,11 @@ immutable :class:`~upvest_verify.KeySet` snapshots (threat-model.md §5, K1-K11)
 * one fetch is in flight per cache, shared by threads *and* asyncio tasks of any
   event loop (a :class:`concurrent.futures.Future` is the rendezvous, so no
   asyncio primitive is bound to one loop);
-* an unknown ``keyid`` triggers at most one refresh per ``refresh_cooldown``;
+* refreshes caused by unknown ``keyid`` values share a budget of one per
+  ``refresh_cooldown`` (single-flight, with a negative cache of the kids a refresh
+  did not bring in); ordinary fetches (cold start, TTL, background) do not use it
+  up, so a key published just after one is fetched by the first webhook naming
+  it (after a 1 s gap); every refused refresh is logged at WARNING;
 * a failed or garbage refresh keeps serving the last good set until
   ``max_stale`` has passed, then ``keys_unavailable`` (503);
 * a key removed by a *successful* refresh is gone at once;
@@ -19,9 +23,11 @@ immutable :class:`~upvest_verify.KeySet` snapshots (threat-model.md §5, K1-K11)
 
 Layout, after httpx's auth flows: ``_policy`` holds the pure cache policy,
 ``_cache`` the cache (one flow per operation, a thread driver and an asyncio
-driver), ``_sources`` :class:`FetchResult`, :class:`StaticKeySource` and
-:func:`load_jwks`, and ``_http`` :class:`URLKeySource` (pure rules, a urllib and
-an httpx driver). The :class:`KeySource` protocols live in :mod:`upvest_verify.types`.
+driver), ``_runtime`` what threads and tasks share (the fetch in flight, the
+negative cache, counters, log lines), ``_sources`` :class:`FetchResult` (with the
+RFC 9111 lifetime rules), :class:`StaticKeySource` and :func:`load_jwks`, and
+``_http`` :class:`URLKeySource` (pure rules, a urllib and an httpx driver). The
+:class:`KeySource` protocols live in :mod:`upvest_verify.types`.
 
 Example::
 

@@ -15,11 +15,9 @@ and :meth:`JWKSCache._adrive` with asyncio tasks. The one fetch in flight is a
 from __future__ import annotations
 
 import enum
-import logging
-import os
+import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
@@ -29,10 +27,19 @@ from upvest_verify._keyset import KeySet
 from upvest_verify.errors import ConfigurationError
 
 from . import _policy as policy
-from ._policy import Action, CacheState
-from ._runtime import CacheStats, Flight, NegativeCache, count, running_loop, stop_worker
+from ._policy import Action, CacheState, Loaded
+from ._runtime import (
+    CacheStats,
+    Flight,
+    NegativeCache,
+    count,
+    log_outcome,
+    log_refusal,
+    reset_after_fork,
+    running_loop,
+    stop_worker,
+)
 from ._runtime import after_fork as stats_after_fork
-from ._sources import FetchResult
 
 if TYPE_CHECKING:
     import asyncio
@@ -41,8 +48,6 @@ if TYPE_CHECKING:
     from upvest_verify.types import KeySource
 
 __all__ = ["CacheStats", "JWKSCache"]
-
-logger = logging.getLogger("upvest_verify")
 
 _T = TypeVar("_T")
 
@@ -71,25 +76,12 @@ _START_WORKER = _Step(_Do.START_WORKER)
 _Flow: TypeAlias = Generator[_Step, "KeySet | None", _T]
 """A cache flow: yields steps, is sent the snapshot a wait ended with, returns ``_T``."""
 
-_Loaded: TypeAlias = tuple[KeySet, float]
-"""A parsed fetch: the snapshot and its effective TTL."""
+_FOR_KID = "unknown kid"
+"""Why a fetch caused by an unknown kid runs (the only kind that uses up the cooldown)."""
 
 
 def _wait_step(action: Action, flight: Flight | None) -> _Step:
     return _Step(_Do.LEAD if action is Action.FETCH else _Do.JOIN, flight)
-
-
-# Caches to re-initialise in a forked child (F15). One at-fork hook for all.
-_INSTANCES: weakref.WeakSet[JWKSCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_INSTANCES):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class JWKSCache:
@@ -97,28 +89,18 @@ class JWKSCache:
 
     Pass it to :class:`~upvest_verify.Verifier`. Synchronous code calls
     :meth:`current`/:meth:`refresh_for`, asyncio code :meth:`acurrent`/
-    :meth:`arefresh_for`; both share one snapshot and one fetch in flight.
-    The guarantees are listed in :mod:`upvest_verify.jwks`; in short:
-
-    * a hit is a lock-free read; an expired set is served at once while one refresh
-      runs detached (a daemon thread, or a task on the caller's loop); only a cold
-      cache, or one stale beyond ``max_stale``, waits for the (shared) fetch;
-    * an unknown ``kid`` refreshes at most once per ``refresh_cooldown``; kids a
-      refresh did not bring in are refused for the cooldown (negative cache);
-    * a failed, garbage, oversized or key-less response keeps the last good set up
-      to ``max_stale`` past its TTL, then :class:`KeySetUnavailable` (503); a
-      successful fetch replaces the set, so removed keys are gone at once;
-    * ``Cache-Control: max-age`` sets the TTL, clamped to ``[min_ttl, max_ttl]``;
-    * ``background_refresh=True`` refreshes at 80% of the TTL (a daemon thread, or a
-      task ending with its loop) until :meth:`close`/:meth:`aclose`;
-    * fetches are logged on the ``upvest_verify`` logger and counted in :attr:`stats`;
-      locks and in-flight state are re-created in a forked child.
+    :meth:`arefresh_for`; both share one snapshot and one fetch in flight. The
+    guarantees (lock-free hits, stale-while-refresh, the refresh-on-miss limits,
+    stale on error, background refresh, fork safety) are listed in
+    :mod:`upvest_verify.jwks`. Fetches and refused refreshes are logged on the
+    ``upvest_verify`` logger and counted in :attr:`stats`.
 
     Args:
         source: Where the JWKS comes from.
         ttl: Seconds a fetched set is fresh when the response states no ``max-age``.
-        refresh_cooldown: Minimum seconds between refreshes caused by unknown kids
-            (and after any fetch attempt). Must be positive.
+        refresh_cooldown: Minimum seconds between two refreshes caused by unknown
+            kids, failed ones included; other fetches do not count, they only hold
+            such a refresh off for 1 s after they start. Must be positive.
         max_stale: Seconds past the TTL a set is still served while refreshes fail
             (0: strict).
         min_ttl: Lower clamp for ``max-age``.
@@ -182,7 +164,7 @@ class JWKSCache:
         self._worker: threading.Thread | asyncio.Task[None] | None = None
         self._worker_stop: threading.Event | None = None
         self._worker_wanted = background_refresh  # checked on the hit path
-        _INSTANCES.add(self)
+        reset_after_fork(self, JWKSCache._after_fork)
 
     def __repr__(self) -> str:
         keys = self._state.keys
@@ -223,7 +205,8 @@ class JWKSCache:
 
         Returns at once with the current set when it already knows ``kid``
         (another request's refresh brought it in). Otherwise joins the fetch in
-        flight or starts one, at most once per ``refresh_cooldown``.
+        flight or starts one: at most one per ``refresh_cooldown`` among refreshes
+        for unknown kids, and none within 1 s of the start of any fetch.
 
         Args:
             kid: The unknown ``keyid``.
@@ -348,30 +331,40 @@ class JWKSCache:
         raise policy.unavailable(state)
 
     def _refresh_for_flow(self, kid: str) -> _Flow[KeySet | None]:
-        state = self._state
+        state, now = self._state, self._monotonic()
         if policy.knows(state.keys, kid):
             return state.keys
-        if self._negative.refuses(kid, self._monotonic()):
-            count(self.stats, "unknown_kid_refusals")
+        until = self._negative.refused_until(kid, now)
+        if until is not None:
+            self._refuse(kid, until - now, policy.refusal_cause(state, self._limits))
             return None
         if self._worker_wanted:
             yield _START_WORKER
-        with self._lock:
-            state, now = self._state, self._monotonic()
-            action = policy.plan_refresh_for(state, kid, now, self._limits, self._in_flight())
-            flight = self._begin(now, "unknown kid", action)
-        if action is Action.SERVE:
-            return state.keys
-        if action is Action.REFUSE:
-            count(self.stats, "unknown_kid_refusals")
-            logger.debug("JWKS refresh for unknown kid refused (cooldown)")
-            if len(kid) <= MAX_KID_LENGTH:
-                self._negative.remember(kid, policy.refusal_expiry(state, self._limits))
-            return None
-        keys = yield _wait_step(action, flight)
-        if keys is not None and not policy.knows(keys, kid):
+        keys: KeySet | None = None
+        # Joining an ordinary fetch (cold, TTL, background) that started before the key
+        # was published must not cost the kid a cooldown: then plan once more.
+        for _ in range(2):
+            with self._lock:
+                state, now = self._state, self._monotonic()
+                action = policy.plan_refresh_for(state, kid, now, self._limits, self._in_flight())
+                flight = self._begin(now, _FOR_KID, action)
+            if action is Action.SERVE:
+                return state.keys
+            if action is Action.REFUSE:
+                if len(kid) > MAX_KID_LENGTH:  # no usable key has such a kid (K2)
+                    self._refuse(kid, math.inf, f"longer than {MAX_KID_LENGTH} characters")
+                    return None
+                until = policy.refusal_expiry(state, self._limits)
+                self._negative.remember(kid, until)
+                self._refuse(kid, until - now, policy.refusal_cause(state, self._limits))
+                return None
             assert flight is not None
-            self._negative.remember(kid, flight.started + self._limits.refresh_cooldown)
+            keys = yield _wait_step(action, flight)
+            if keys is None or policy.knows(keys, kid):
+                return keys
+            if flight.for_kid:  # a refresh for an unknown kid ran and did not bring it in
+                self._negative.remember(kid, policy.refusal_expiry(self._state, self._limits))
+                return keys
         return keys
 
     def _refresh_flow(self) -> _Flow[KeySet]:
@@ -445,10 +438,10 @@ class JWKSCache:
 
     def _run_flight(self, flight: Flight) -> None:
         """Run the flight's fetch in this thread (the sync leader)."""
-        loaded: _Loaded | None = None
+        loaded: Loaded | None = None
         error: BaseException | None = None
         try:
-            loaded = self._load(self._source.fetch())
+            loaded = policy.load(self._source.fetch(), self._key_types, self._limits)
         except Exception as exc:
             error = exc
         finally:
@@ -458,7 +451,7 @@ class JWKSCache:
         """Run the flight's fetch as a task (the async leader)."""
         import asyncio
 
-        loaded: _Loaded | None = None
+        loaded: Loaded | None = None
         error: BaseException | None = None
         try:
             afetch = getattr(self._source, "afetch", None)
@@ -466,7 +459,7 @@ class JWKSCache:
                 result = await afetch()
             else:
                 result = await asyncio.to_thread(self._source.fetch)
-            loaded = self._load(result)
+            loaded = policy.load(result, self._key_types, self._limits)
         except Exception as exc:
             error = exc
         finally:
@@ -500,22 +493,21 @@ class JWKSCache:
             return self._flight
         if action is not Action.FETCH and action is not Action.SERVE_AND_REFRESH:
             return None
-        flight = self._flight = Flight(now, reason)
-        self._state = policy.record_attempt(self._state, now)
+        for_kid = reason is _FOR_KID
+        flight = self._flight = Flight(now, reason, for_kid=for_kid)
+        self._state = policy.record_attempt(self._state, now, for_kid=for_kid)
         count(self.stats, "fetches")
+        if for_kid:
+            count(self.stats, "kid_refreshes")
         return flight
 
-    def _load(self, result: FetchResult) -> _Loaded:
-        """Turn a fetch result into a snapshot; raises on anything unusable."""
-        if not isinstance(result, FetchResult):
-            raise TypeError(f"KeySource returned {type(result).__name__}, not FetchResult")
-        keys = policy.usable_keys(result.body, self._key_types)
-        return keys, policy.effective_ttl(result.max_age, self._limits)
+    def _refuse(self, kid: str, seconds_left: float, cause: str) -> None:
+        count(self.stats, "unknown_kid_refusals")
+        log_refusal(policy.kid_for_log(kid), seconds_left, cause)
 
-    def _finish(self, flight: Flight, loaded: _Loaded | None, error: BaseException | None) -> None:
-        """Record a flight's outcome, swap the snapshot, wake every waiter."""
-        keys: KeySet | None = None
-        with self._lock:
+    def _finish(self, flight: Flight, loaded: Loaded | None, error: BaseException | None) -> None:
+        """Record a flight's outcome (state and counters), swap the snapshot, wake every waiter."""
+        with self._lock:  # once no flight is in flight, its outcome is in state and stats
             current = self._flight is flight
             if current:
                 self._flight = None
@@ -523,33 +515,14 @@ class JWKSCache:
             state = self._state
             if loaded is not None:
                 self._state = policy.record_success(state, loaded[0], flight.started, loaded[1])
-            elif error is not None and current:
-                self._state = policy.record_failure(state, now, f"{type(error).__name__}: {error}")
-        if loaded is not None:
-            keys = loaded[0]
-            old = state.keys
-            logger.info(
-                "JWKS fetched (%s): %d keys, %d rejected, fresh for %.0f s; added %s, removed %s",
-                flight.reason,
-                len(keys),
-                len(keys.rejected),
-                loaded[1],
-                sorted(set(keys) - set(old or ())),
-                sorted(set(old or ()) - set(keys)),
-            )
-        elif error is not None:
-            count(self.stats, "failures")
-            usable = policy.is_usable(state, now, self._limits)
-            logger.warning(
-                "JWKS fetch failed (%s): %s: %s; %s",
-                flight.reason,
-                type(error).__name__,
-                error,
-                "serving the cached key set" if usable else "no usable key set (keys_unavailable)",
-            )
-        else:
-            logger.warning("JWKS fetch (%s) aborted", flight.reason)
-        flight.settle(keys)
+            elif error is not None:
+                count(self.stats, "failures")
+                why = f"{type(error).__name__}: {error}"
+                if current:
+                    self._state = policy.record_failure(state, now, why)
+        usable = policy.is_usable(state, now, self._limits)
+        log_outcome(flight.reason, state.keys, loaded, error, usable)
+        flight.settle(None if loaded is None else loaded[0])
 
     def _serve(self, state: CacheState, now: float) -> KeySet:
         assert state.keys is not None

@@ -1,52 +1,65 @@
 """The JWKS cache policy: pure functions over an immutable state (threat-model.md §5).
 
 Everything :class:`~upvest_verify.jwks.JWKSCache` decides lives here: how long a
-fetched set is fresh (``Cache-Control`` and the ``[min_ttl, max_ttl]`` clamp), how
+fetched set is fresh (its ``max-age`` clamped to ``[min_ttl, max_ttl]``), how
 long a stale set may still be served, when a cold, expired or unknown-kid lookup
 may fetch, what a lookup does next (:class:`Action`), how a fetch's outcome
 changes the state, and when the background refresher is due. Nothing here does
 I/O, takes a lock or reads a clock: every time is passed in, on the cache's
 monotonic clock. The cache's flow asks these functions, its drivers do the rest.
+
+The refresh-on-miss rule (K4), in one place (:func:`refusal_expiry`): refreshes
+caused by unknown kids share one budget, at most one per ``refresh_cooldown``
+counted from the start of the previous one (failed or not). Ordinary fetches
+(cold start, TTL expiry, background, explicit) leave that budget alone, so a key
+published just after one of them is fetched by the first webhook that names it;
+they only hold refreshes off for ``refresh_gap`` (1 s) after their start, which
+coalesces the lookups that raced them. A failed fetch of any kind holds every
+fetch off for ``failure_cooldown`` (K6).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from upvest_verify._crypto import KEY_TYPES, MAX_KID_LENGTH
 from upvest_verify._keyset import KeySet
 from upvest_verify.errors import ConfigurationError, JWKSError, KeySetUnavailable, Reason
 
+from ._sources import FetchResult
+
 if TYPE_CHECKING:
     from upvest_verify._crypto import KeyType
 
 __all__ = [
+    "DEFAULT_REFRESH_GAP",
     "NEVER",
     "Action",
     "CachePolicy",
     "CacheState",
+    "Loaded",
     "background_delay",
     "check_key_types",
     "check_seconds",
     "effective_ttl",
-    "freshness_lifetime",
     "is_fresh",
     "is_usable",
+    "kid_for_log",
     "knows",
+    "load",
     "may_fetch_expired",
     "may_fetch_for_kid",
-    "parse_cache_control",
     "plan_current",
     "plan_refresh",
     "plan_refresh_for",
     "record_attempt",
     "record_failure",
     "record_success",
+    "refusal_cause",
     "refusal_expiry",
     "unavailable",
     "usable_keys",
@@ -55,86 +68,8 @@ __all__ = [
 NEVER = -math.inf
 """The time of an event that has not happened (sorts before every real time)."""
 
-# RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
-_RFC9111_MAX_DELTA = 2147483648
-
-# RFC 9111 §5.2 (Cache-Control) with RFC 9110 §5.6.2 tokens and §5.6.4 quoted strings:
-#   Cache-Control   = #cache-directive
-#   cache-directive = token [ "=" ( token / quoted-string ) ]
-_DIRECTIVE = re.compile(
-    r"""[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*"""
-    r"""(?:=[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)|"((?:[^"\\]|\\.)*)"))?[ \t]*(?:,|$)"""
-)
-# RFC 9111 §1.2.2: delta-seconds = 1*DIGIT
-_DELTA_SECONDS = re.compile(r"[0-9]+")
-
-
-# ---- how long a response may be cached (RFC 9111) -------------------------------------------
-
-
-def _delta_seconds(value: str | None) -> int | None:
-    """Parse RFC 9111 §1.2.2 ``delta-seconds``; ``None`` when absent or invalid."""
-    if value is None or not _DELTA_SECONDS.fullmatch(value.strip()):
-        return None
-    return min(int(value.strip()), _RFC9111_MAX_DELTA)
-
-
-def parse_cache_control(cache_control: str) -> float | None:
-    """Return the freshness lifetime a ``Cache-Control`` value grants, if it states one.
-
-    Lenient but safe: a malformed directive is skipped up to the next comma;
-    ``no-store``/``no-cache`` mean 0 (RFC 9111 §5.2.2.4, §5.2.2.5: a key cache cannot
-    revalidate per request, so "as short as allowed"); of several ``max-age``
-    directives the first valid one counts (RFC 9111 §4.2.1).
-
-    Args:
-        cache_control: The field value (several field lines joined with ``", "``).
-
-    Returns:
-        Seconds, or ``None`` when the value states no lifetime.
-    """
-    max_age: float | None = None
-    pos = 0
-    while pos < len(cache_control):
-        match = _DIRECTIVE.match(cache_control, pos)
-        if match is None or match.end() == pos:
-            comma = cache_control.find(",", pos)
-            if comma < 0:
-                break
-            pos = comma + 1
-            continue
-        pos = match.end()
-        name = match.group(1).lower()
-        value = match.group(2) if match.group(2) is not None else match.group(3)
-        if name in ("no-store", "no-cache"):
-            return 0.0
-        if name == "max-age" and max_age is None:
-            seconds = _delta_seconds(value)
-            if seconds is not None:
-                max_age = float(seconds)
-    return max_age
-
-
-def freshness_lifetime(cache_control: str | None, age: str | None) -> float | None:
-    """The lifetime left for a response: ``Cache-Control`` ``max-age`` minus ``Age``.
-
-    RFC 9111 §5.2.2.1 (``max-age``) and §4.2.3 (the response's current ``Age``);
-    the result never goes below 0. An invalid ``Age`` is ignored.
-
-    Args:
-        cache_control: The ``Cache-Control`` field value, or ``None``.
-        age: The ``Age`` field value, or ``None``.
-
-    Returns:
-        Seconds, or ``None`` when the response states no lifetime.
-    """
-    max_age = parse_cache_control(cache_control) if cache_control else None
-    if max_age is not None:
-        current_age = _delta_seconds(age)
-        if current_age is not None:
-            max_age = max(0.0, max_age - current_age)
-    return max_age
-
+DEFAULT_REFRESH_GAP = 1.0
+"""Seconds after the start of any fetch before an unknown kid may refresh (coalescing)."""
 
 # ---- settings and state ------------------------------------------------------------------
 
@@ -148,8 +83,11 @@ class CachePolicy:
         min_ttl: Lower clamp for ``max-age``.
         max_ttl: Upper clamp for ``max-age``.
         max_stale: How long past its TTL a set is still served while refreshes fail.
-        refresh_cooldown: Minimum time between an attempt and a refresh for an unknown kid.
+        refresh_cooldown: Minimum time between two refreshes caused by unknown kids
+            (from the start of one to the start of the next, failed ones included).
         failure_cooldown: No fetch for this long after a failed one.
+        refresh_gap: Minimum time between the start of any fetch and a refresh for
+            an unknown kid; at most ``refresh_cooldown``.
     """
 
     ttl: float
@@ -158,6 +96,7 @@ class CachePolicy:
     max_stale: float
     refresh_cooldown: float
     failure_cooldown: float
+    refresh_gap: float = DEFAULT_REFRESH_GAP
 
     @classmethod
     def from_settings(
@@ -169,6 +108,7 @@ class CachePolicy:
         max_stale: float,
         refresh_cooldown: float,
         failure_cooldown: float,
+        refresh_gap: float = DEFAULT_REFRESH_GAP,
     ) -> CachePolicy:
         """Check the settings and build the policy.
 
@@ -179,6 +119,7 @@ class CachePolicy:
             max_stale: See the attributes.
             refresh_cooldown: See the attributes.
             failure_cooldown: See the attributes.
+            refresh_gap: See the attributes; lowered to ``refresh_cooldown`` if above it.
 
         Returns:
             The policy, all values as floats.
@@ -195,6 +136,7 @@ class CachePolicy:
             "min_ttl": min_ttl,
             "max_ttl": max_ttl,
             "failure_cooldown": failure_cooldown,
+            "refresh_gap": refresh_gap,
         }
         for name, value in numbers.items():
             check_seconds(name, value)
@@ -219,6 +161,7 @@ class CachePolicy:
             max_stale=float(max_stale),
             refresh_cooldown=float(refresh_cooldown),
             failure_cooldown=float(failure_cooldown),
+            refresh_gap=float(min(refresh_gap, refresh_cooldown)),
         )
 
 
@@ -267,9 +210,11 @@ class CacheState:
         keys: The snapshot served, or ``None`` while cold.
         fetched_at: Start of the fetch that produced ``keys``.
         expires_at: ``fetched_at`` plus the effective TTL; :data:`NEVER` while cold.
-        last_attempt: Start of the latest fetch, successful or not.
+        last_attempt: Start of the latest fetch of any kind, successful or not.
         last_failure: End of the latest failed fetch since the last success.
         error: Why the latest fetch failed (for ``keys_unavailable`` messages).
+        last_kid_refresh: Start of the latest fetch caused by an unknown kid,
+            successful or not (the refresh-on-miss budget, K4).
     """
 
     keys: KeySet | None = None
@@ -278,6 +223,7 @@ class CacheState:
     last_attempt: float = NEVER
     last_failure: float = NEVER
     error: str = ""
+    last_kid_refresh: float = NEVER
 
 
 class Action(enum.Enum):
@@ -294,7 +240,7 @@ class Action(enum.Enum):
     UNAVAILABLE = "unavailable"
     """Raise ``keys_unavailable``."""
     REFUSE = "refuse"
-    """Refuse a refresh for an unknown kid (cooldown)."""
+    """Refuse a refresh for an unknown kid (see :func:`refusal_expiry`)."""
 
 
 # ---- outcomes ------------------------------------------------------------------------------
@@ -321,6 +267,30 @@ def usable_keys(body: bytes, key_types: Iterable[KeyType]) -> KeySet:
         rejected = ", ".join(f"{k}: {why}" for k, why in keys.rejected.items())
         raise JWKSError(f"JWKS has no usable key ({rejected or 'empty'})")
     return keys
+
+
+Loaded: TypeAlias = tuple[KeySet, float]
+"""A parsed fetch: the snapshot and its effective TTL."""
+
+
+def load(result: FetchResult, key_types: Iterable[KeyType], policy: CachePolicy) -> Loaded:
+    """Turn what a key source returned into a snapshot and its TTL.
+
+    Args:
+        result: The source's fetch result.
+        key_types: Key types to import.
+        policy: The limits (for the TTL clamp).
+
+    Returns:
+        The snapshot and its effective TTL.
+
+    Raises:
+        TypeError: The source returned something else than a :class:`FetchResult`.
+        JWKSError: The document is unusable, or holds no usable key.
+    """
+    if not isinstance(result, FetchResult):
+        raise TypeError(f"KeySource returned {type(result).__name__}, not FetchResult")
+    return usable_keys(result.body, key_types), effective_ttl(result.max_age, policy)
 
 
 def unavailable(state: CacheState) -> KeySetUnavailable:
@@ -372,14 +342,8 @@ def may_fetch_expired(state: CacheState, now: float, policy: CachePolicy) -> boo
 
 
 def may_fetch_for_kid(state: CacheState, now: float, policy: CachePolicy) -> bool:
-    """Whether an unknown kid may trigger a fetch: once per ``refresh_cooldown``.
-
-    Every attempt counts, failed ones too (K4), and so does a failure cooldown.
-    """
-    return (
-        now >= state.last_attempt + policy.refresh_cooldown
-        and now >= state.last_failure + policy.failure_cooldown
-    )
+    """Whether an unknown kid may trigger a fetch now (K4; :func:`refusal_expiry`)."""
+    return now >= refusal_expiry(state, policy)
 
 
 def knows(keys: KeySet | None, kid: str) -> bool:
@@ -481,35 +445,79 @@ def background_delay(state: CacheState, now: float, policy: CachePolicy) -> floa
     return due - now
 
 
+def _holds(state: CacheState, policy: CachePolicy) -> tuple[tuple[float, str], ...]:
+    # Each limit on refreshes for unknown kids: (when it ends, what it is).
+    return (
+        (state.last_kid_refresh + policy.refresh_cooldown, "unknown-kid refresh cooldown"),
+        (state.last_attempt + policy.refresh_gap, "a fetch has just started"),
+        (state.last_failure + policy.failure_cooldown, "failure cooldown"),
+    )
+
+
 def refusal_expiry(state: CacheState, policy: CachePolicy) -> float:
-    """Until when a refused unknown kid is refused without looking again (negative cache).
+    """When the next refresh for an unknown kid may start: the rule of K4.
+
+    The latest of: ``refresh_cooldown`` after the previous refresh for an unknown kid
+    (failed or not), ``refresh_gap`` after the start of any fetch, and
+    ``failure_cooldown`` after a failed fetch. Ordinary fetches move only the gap,
+    so they never use up the budget of refreshes for unknown kids. A refused kid
+    is refused without looking again until then (negative cache).
 
     Args:
-        state: The cache state at the refusal.
+        state: The cache state.
         policy: The limits.
 
     Returns:
-        The monotonic time the refresh cooldown or failure cooldown ends, whichever is later.
+        A monotonic time; :data:`NEVER` when nothing holds refreshes off.
     """
-    return max(
-        state.last_attempt + policy.refresh_cooldown,
-        state.last_failure + policy.failure_cooldown,
-    )
+    return max(until for until, _ in _holds(state, policy))
+
+
+def refusal_cause(state: CacheState, policy: CachePolicy) -> str:
+    """Which limit of :func:`refusal_expiry` ends last, in words (for the log).
+
+    Args:
+        state: The cache state.
+        policy: The limits.
+
+    Returns:
+        ``"unknown-kid refresh cooldown"``, ``"a fetch has just started"`` or
+        ``"failure cooldown"``.
+    """
+    return max(_holds(state, policy))[1]
+
+
+def kid_for_log(kid: str) -> str:
+    """An attacker-supplied ``keyid`` made safe to log: ``repr``-escaped, at most ~80 characters.
+
+    Args:
+        kid: The ``keyid``.
+
+    Returns:
+        The quoted, escaped and, past 77 characters, truncated kid.
+    """
+    return repr(kid) if len(kid) <= 80 else repr(kid[:77]) + "..."
 
 
 # ---- transitions -------------------------------------------------------------------------
 
 
-def record_attempt(state: CacheState, now: float) -> CacheState:
-    """The state once a fetch starts at ``now`` (it counts toward the refresh cooldown, K4).
+def record_attempt(state: CacheState, now: float, *, for_kid: bool = False) -> CacheState:
+    """The state once a fetch starts at ``now``.
+
+    Every fetch starts the short ``refresh_gap``; only a fetch caused by an unknown
+    kid uses up the budget of refreshes for unknown kids (K4).
 
     Args:
         state: The state before.
         now: The monotonic time.
+        for_kid: Whether an unknown kid caused the fetch.
 
     Returns:
         The new state.
     """
+    if for_kid:
+        return replace(state, last_attempt=now, last_kid_refresh=now)
     return replace(state, last_attempt=now)
 
 

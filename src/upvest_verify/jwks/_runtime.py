@@ -9,6 +9,8 @@
 * :class:`NegativeCache`, the unknown kids a refresh did not bring in, read
   without a lock and bounded in size.
 * :class:`CacheStats`, counters with thread-safe increments.
+* :func:`reset_after_fork`, one at-fork hook for every cache (F15).
+* :func:`log_outcome` and :func:`log_refusal`, the cache's log lines.
 
 No policy lives here. ``asyncio`` is imported only by the async paths.
 """
@@ -18,22 +20,58 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sys
 import threading
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, cast
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     import asyncio
 
     from upvest_verify._keyset import KeySet
 
-__all__ = ["CacheStats", "Flight", "NegativeCache", "running_loop", "stop_worker"]
+__all__ = [
+    "CacheStats",
+    "Flight",
+    "NegativeCache",
+    "log_outcome",
+    "log_refusal",
+    "reset_after_fork",
+    "running_loop",
+    "stop_worker",
+]
 
 logger = logging.getLogger("upvest_verify")
 
 NEGATIVE_CACHE_SIZE = 1024
 """Most unknown kids remembered; past it the negative cache starts over (H8)."""
+
+_T = TypeVar("_T")
+
+# Objects to re-initialise in a forked child (F15), each with its reset function;
+# weak keys, so a cache that is gone is forgotten. One at-fork hook for all.
+_AFTER_FORK: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
+
+
+def reset_after_fork(obj: _T, reset: Callable[[_T], None]) -> None:
+    """Call ``reset(obj)`` in every child forked from now on, while ``obj`` lives.
+
+    Args:
+        obj: The object (held weakly).
+        reset: Re-creates what a forked child cannot inherit (locks, threads, tasks).
+    """
+    _AFTER_FORK[obj] = reset
+
+
+def _after_fork_in_child() -> None:
+    for obj, reset in list(_AFTER_FORK.items()):
+        reset(obj)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -62,9 +100,18 @@ class CacheStats:
             outage, up to ``max_stale``).
         unknown_kid_refusals: Refresh-on-miss requests refused by the cooldown or the
             negative cache.
+        kid_refreshes: Fetch attempts caused by an unknown kid (counted in ``fetches``
+            too); at most one per ``refresh_cooldown``.
     """
 
-    __slots__ = ("_lock", "failures", "fetches", "stale_serves", "unknown_kid_refusals")
+    __slots__ = (
+        "_lock",
+        "failures",
+        "fetches",
+        "kid_refreshes",
+        "stale_serves",
+        "unknown_kid_refusals",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -72,6 +119,7 @@ class CacheStats:
         self.failures = 0
         self.stale_serves = 0
         self.unknown_kid_refusals = 0
+        self.kid_refreshes = 0
 
     def _add(self, name: str) -> None:
         with self._lock:
@@ -82,7 +130,7 @@ class CacheStats:
 
         Returns:
             ``{"fetches": ..., "failures": ..., "stale_serves": ...,
-            "unknown_kid_refusals": ...}``.
+            "unknown_kid_refusals": ..., "kid_refreshes": ...}``.
         """
         with self._lock:
             return {
@@ -90,6 +138,7 @@ class CacheStats:
                 "failures": self.failures,
                 "stale_serves": self.stale_serves,
                 "unknown_kid_refusals": self.unknown_kid_refusals,
+                "kid_refreshes": self.kid_refreshes,
             }
 
     def __repr__(self) -> str:
@@ -116,23 +165,23 @@ class NegativeCache(dict[str, float]):
 
     __slots__ = ()
 
-    def refuses(self, kid: str, now: float) -> bool:
-        """Whether a refresh for ``kid`` is refused at ``now``; forgets an expired entry.
+    def refused_until(self, kid: str, now: float) -> float | None:
+        """Until when a refresh for ``kid`` is refused, seen at ``now``; forgets an expired entry.
 
         Args:
             kid: The unknown ``keyid``.
             now: The monotonic time.
 
         Returns:
-            ``True`` while the entry for ``kid`` has not expired.
+            The monotonic time the refusal ends, or ``None`` when it is not refused.
         """
         until = self.get(kid)
         if until is None:
-            return False
+            return None
         if now < until:
-            return True
+            return until
         self.pop(kid, None)
-        return False
+        return None
 
     def remember(self, kid: str, until: float) -> None:
         """Refuse refreshes for ``kid`` until ``until``; bounded memory under kid noise (H8).
@@ -144,6 +193,64 @@ class NegativeCache(dict[str, float]):
         if len(self) >= NEGATIVE_CACHE_SIZE:
             self.clear()
         self[kid] = until
+
+
+def log_outcome(
+    reason: str,
+    old: KeySet | None,
+    loaded: tuple[KeySet, float] | None,
+    error: BaseException | None,
+    usable: bool,
+) -> None:
+    """Log how a fetch ended: the kids added and removed, or why it failed.
+
+    Args:
+        reason: Why the fetch ran.
+        old: The snapshot before it.
+        loaded: The new snapshot and its TTL, if it succeeded.
+        error: Why it failed, if it did.
+        usable: Whether the cache still has a usable snapshot.
+    """
+    if loaded is not None:
+        keys, ttl = loaded
+        logger.info(
+            "JWKS fetched (%s): %d keys, %d rejected, fresh for %.0f s; added %s, removed %s",
+            reason,
+            len(keys),
+            len(keys.rejected),
+            ttl,
+            sorted(set(keys) - set(old or ())),
+            sorted(set(old or ()) - set(keys)),
+        )
+    elif error is not None:
+        logger.warning(
+            "JWKS fetch failed (%s): %s: %s; %s",
+            reason,
+            type(error).__name__,
+            error,
+            "serving the cached key set" if usable else "no usable key set (keys_unavailable)",
+        )
+    else:
+        logger.warning("JWKS fetch (%s) aborted", reason)
+
+
+def log_refusal(kid: str, seconds_left: float, cause: str) -> None:
+    """Log a refused refresh for an unknown kid at WARNING (K4).
+
+    Args:
+        kid: The kid, already escaped and truncated for the log.
+        seconds_left: Seconds until a refresh for it may run (``inf``: never).
+        cause: The limit that refused it.
+    """
+    if seconds_left == float("inf"):
+        logger.warning("JWKS refresh for unknown kid %s refused: %s", kid, cause)
+    else:
+        logger.warning(
+            "JWKS refresh for unknown kid %s refused (%s): %.1f s of cooldown left",
+            kid,
+            cause,
+            seconds_left,
+        )
 
 
 def stop_worker(
@@ -174,16 +281,18 @@ class Flight:
     Attributes:
         started: Monotonic time the fetch started.
         reason: Why it runs (for logs): cold start, expired, unknown kid, ...
+        for_kid: Whether an unknown kid caused it (it used up the refresh-on-miss budget).
         future: Resolves to the fetched snapshot, or ``None`` when the fetch failed.
         loop: The event loop of the task running it, if a task runs it.
         task: A strong reference to that task.
     """
 
-    __slots__ = ("future", "loop", "reason", "started", "task")
+    __slots__ = ("for_kid", "future", "loop", "reason", "started", "task")
 
-    def __init__(self, started: float, reason: str) -> None:
+    def __init__(self, started: float, reason: str, *, for_kid: bool = False) -> None:
         self.started = started
         self.reason = reason
+        self.for_kid = for_kid
         self.future: concurrent.futures.Future[KeySet | None] = concurrent.futures.Future()
         # RUNNING futures cannot be cancelled: a cancelled waiter never cancels the
         # shared fetch for the others.

@@ -1,5 +1,8 @@
 """What a key source returns, the static source, and the one JWKS loader.
 
+:class:`FetchResult` carries a document and the lifetime its HTTP cache headers
+grant (RFC 9111, parsed here; the cache clamps it, see ``_policy``).
+
 :func:`load_jwks` is the only place that tells JWKS text from a file path; the
 static source, the CLI and the adapters' settings all go through its rule:
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +24,93 @@ from typing import Any, cast
 
 from upvest_verify.errors import ConfigurationError, JWKSError
 
-from ._policy import freshness_lifetime
+__all__ = [
+    "FetchResult",
+    "StaticKeySource",
+    "freshness_lifetime",
+    "load_jwks",
+    "parse_cache_control",
+]
 
-__all__ = ["FetchResult", "StaticKeySource", "load_jwks"]
+# RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
+_RFC9111_MAX_DELTA = 2147483648
+
+# RFC 9111 §5.2 (Cache-Control) with RFC 9110 §5.6.2 tokens and §5.6.4 quoted strings:
+#   Cache-Control   = #cache-directive
+#   cache-directive = token [ "=" ( token / quoted-string ) ]
+_DIRECTIVE = re.compile(
+    r"""[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*"""
+    r"""(?:=[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)|"((?:[^"\\]|\\.)*)"))?[ \t]*(?:,|$)"""
+)
+# RFC 9111 §1.2.2: delta-seconds = 1*DIGIT
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
+# ---- how long a response may be cached (RFC 9111) -------------------------------------------
+
+
+def _delta_seconds(value: str | None) -> int | None:
+    """Parse RFC 9111 §1.2.2 ``delta-seconds``; ``None`` when absent or invalid."""
+    if value is None or not _DELTA_SECONDS.fullmatch(value.strip()):
+        return None
+    return min(int(value.strip()), _RFC9111_MAX_DELTA)
+
+
+def parse_cache_control(cache_control: str) -> float | None:
+    """Return the freshness lifetime a ``Cache-Control`` value grants, if it states one.
+
+    Lenient but safe: a malformed directive is skipped up to the next comma;
+    ``no-store``/``no-cache`` mean 0 (RFC 9111 §5.2.2.4, §5.2.2.5: a key cache cannot
+    revalidate per request, so "as short as allowed"); of several ``max-age``
+    directives the first valid one counts (RFC 9111 §4.2.1).
+
+    Args:
+        cache_control: The field value (several field lines joined with ``", "``).
+
+    Returns:
+        Seconds, or ``None`` when the value states no lifetime.
+    """
+    max_age: float | None = None
+    pos = 0
+    while pos < len(cache_control):
+        match = _DIRECTIVE.match(cache_control, pos)
+        if match is None or match.end() == pos:
+            comma = cache_control.find(",", pos)
+            if comma < 0:
+                break
+            pos = comma + 1
+            continue
+        pos = match.end()
+        name = match.group(1).lower()
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        if name in ("no-store", "no-cache"):
+            return 0.0
+        if name == "max-age" and max_age is None:
+            seconds = _delta_seconds(value)
+            if seconds is not None:
+                max_age = float(seconds)
+    return max_age
+
+
+def freshness_lifetime(cache_control: str | None, age: str | None) -> float | None:
+    """The lifetime left for a response: ``Cache-Control`` ``max-age`` minus ``Age``.
+
+    RFC 9111 §5.2.2.1 (``max-age``) and §4.2.3 (the response's current ``Age``);
+    the result never goes below 0. An invalid ``Age`` is ignored.
+
+    Args:
+        cache_control: The ``Cache-Control`` field value, or ``None``.
+        age: The ``Age`` field value, or ``None``.
+
+    Returns:
+        Seconds, or ``None`` when the response states no lifetime.
+    """
+    max_age = parse_cache_control(cache_control) if cache_control else None
+    if max_age is not None:
+        current_age = _delta_seconds(age)
+        if current_age is not None:
+            max_age = max(0.0, max_age - current_age)
+    return max_age
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,10 +105,17 @@ class JWKSServer:
             ``"endless"`` (chunked, no length), ``"redirect"`` (to ``redirect_to``),
             ``"redirect-once"`` (redirect the next request only), ``"no-content"``
             (204), ``"drip"`` (the body a byte per 50 ms), ``"stall-body"`` (part of the
-            body, then silence), ``"bad-status"`` (not an HTTP response).
+            body, then silence), ``"bad-status"`` (not an HTTP response),
+            ``"unauthorized"`` (401 with a Bearer challenge).
         gate: When set, each request waits (bounded) until ``release()`` before answering.
+            A request answers with the document served when it *arrived*, so a key
+            published while it waits is not in its answer.
         cache_control: ``Cache-Control`` value to send, if any.
+        raw: When set, the exact body served instead of ``document`` (mode ``"ok"``).
+        on_request: When set, called with each request's number (1, 2, ...) before it
+            is answered, e.g. to hold one particular request.
         requests: Number of requests received.
+        answered: Number of requests that got past the gate and the hang (answering began).
     """
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
@@ -116,6 +123,8 @@ class JWKSServer:
         self.mode = "ok"
         self.hang_seconds = 2.0
         self.cache_control: str | None = None
+        self.raw: bytes | None = None
+        self.on_request: Callable[[int], object] | None = None
         self.age: str | None = None
         self.redirect_to = ""
         self.oversize = 200_000
@@ -124,6 +133,7 @@ class JWKSServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.requests = 0
+        self.answered = 0
         self.arrived = threading.Event()  # set when a request arrives
         self.paths: list[str] = []
         server = self
@@ -186,7 +196,12 @@ class JWKSServer:
         with self._lock:
             self.requests += 1
             self.paths.append(handler.path)
+            document = self.document
+            raw = self.raw
+            number = self.requests
         self.arrived.set()
+        if self.on_request is not None:
+            self.on_request(number)
         if self.gated:
             self._release.wait(BOUND)
         with self._lock:
@@ -197,7 +212,11 @@ class JWKSServer:
         if mode == "hang":
             self._stop.wait(self.hang_seconds)
             mode = "ok"
-        if mode == "error":
+        with self._lock:
+            self.answered += 1
+        if mode == "unauthorized":
+            self._send(handler, 401, b'{"error":"invalid_token"}')
+        elif mode == "error":
             self._send(handler, 500, b'{"error":"boom"}')
         elif mode == "garbage":
             self._send(handler, 200, b"<html>this is not JSON</html>")
@@ -220,7 +239,7 @@ class JWKSServer:
         elif mode == "no-content":
             self._send(handler, 204, b"")
         elif mode in ("drip", "stall-body"):
-            body = json.dumps(self.document).encode()
+            body = json.dumps(document).encode()
             try:
                 handler.send_response(200)
                 handler.send_header("Content-Length", str(len(body)))
@@ -250,13 +269,15 @@ class JWKSServer:
             handler.send_header("Content-Length", "0")
             handler.end_headers()
         else:
-            self._send(handler, 200, json.dumps(self.document).encode())
+            self._send(handler, 200, raw if raw is not None else json.dumps(document).encode())
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
+            if status == 401:
+                handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
             if self.cache_control is not None:
                 handler.send_header("Cache-Control", self.cache_control)
             if self.age is not None:
