@@ -360,26 +360,40 @@ def component_value(message: Message, comp: Component) -> list[str]:
     return [_check_ascii(name, values[0])]
 
 
-def covered_size(message: Message, components: Sequence[Component]) -> tuple[int, int]:
+def covered_size(
+    message: Message, components: Sequence[Component], seen: set[str] | None = None
+) -> tuple[int, int]:
     """What building these components' values would read, before reading it (K9).
+
+    Each source is counted once: a field's lines as received (however many components
+    name the field), a derived component's value, the whole query for ``@query-param``.
+    Values are built once per message (:attr:`Message.memo`), so this is what the work
+    costs.
 
     Args:
         message: The received message.
         components: The covered components.
+        seen: Sources already counted for this message (field names and derived
+            component names), updated in place; sources in it count nothing more, so
+            the sizes of several signatures add up to what the whole message reads.
 
     Returns:
-        ``(size, lines)``: the characters of every covered source, counted once per
-        component (a field's lines as received, a derived component's value, the whole
-        query for ``@query-param``), and the most lines any covered field has.
+        ``(size, lines)``: the characters of the sources not yet counted, and the most
+        lines any covered field has.
     """
+    if seen is None:
+        seen = set()
     size = most_lines = 0
     for comp in components:
         name = comp.name
         if not comp.is_derived:
             lines = message.fields.get(name)
             if lines is not None:
-                size += sum(map(len, lines))
                 most_lines = max(most_lines, len(lines))
+                if name not in seen:
+                    size += sum(map(len, lines))
+        elif name in seen:
+            pass
         elif name == "@query-param":
             size += len(message.query or "")
         elif name == "@target-uri" and message.target_uri is not None:
@@ -394,6 +408,7 @@ def covered_size(message: Message, components: Sequence[Component]) -> tuple[int
                 message.query,
             )
             size += 0 if value is None else len(value)
+        seen.add(name)
     return size, most_lines
 
 

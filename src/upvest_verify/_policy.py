@@ -48,9 +48,10 @@ class Policy:
         max_labels: Most members a signature header may have (``malformed_header``).
         max_signatures: Most signatures evaluated per request.
         max_components: Most covered components per signature.
-        max_covered_bytes: Most characters the covered components of one signature
-            may read: each covered field's lines, each derived value, the query for
-            each ``@query-param`` (``malformed_header`` above; threat model K9).
+        max_covered_bytes: Most characters the covered components of all the
+            signatures evaluated may read, each source once: a covered field's lines,
+            a derived value, the query for ``@query-param`` (``malformed_header``
+            above; threat model K9).
         max_field_lines: Most lines a covered field may have (``malformed_header``).
         allow_unregistered_alg: Accept an ``alg`` parameter that names the key's
             algorithm by a name outside the IANA registry (``ecdsa-p521-sha512``: P-521

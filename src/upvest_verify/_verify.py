@@ -179,12 +179,20 @@ def signature_base(
 
 
 class _Budget:
-    """The ECDSA verifications a request may still cost (``policy.max_verifications``)."""
+    """What a request may still cost: ECDSA verifications and covered characters (K9).
 
-    __slots__ = ("left",)
+    Attributes:
+        left: ECDSA verifications left (``policy.max_verifications`` at first).
+        covered: Characters of covered sources read so far, over every signature.
+        seen: Those sources (field and derived component names), each counted once.
+    """
+
+    __slots__ = ("covered", "left", "seen")
 
     def __init__(self, left: int) -> None:
         self.left = left
+        self.covered = 0
+        self.seen: set[str] = set()
 
 
 def _verify_one(
@@ -199,16 +207,20 @@ def _verify_one(
     budget: _Budget,
 ) -> VerifiedWebhook:
     params = sig.params
-    error = (
-        coverage_error(sig.coverage, policy, has_body=bool(body), has_query=bool(message.query))
-        or time_window_error(
-            params.get("created"),  # type: ignore[arg-type]  # check_params proved the types
-            params.get("expires"),  # type: ignore[arg-type]
-            now,
-            policy,
-        )
-        or covered_size_error(*covered_size(message, sig.coverage.components), policy)
+    error = coverage_error(
+        sig.coverage, policy, has_body=bool(body), has_query=bool(message.query)
+    ) or time_window_error(
+        params.get("created"),  # type: ignore[arg-type]  # check_params proved the types
+        params.get("expires"),  # type: ignore[arg-type]
+        now,
+        policy,
     )
+    if error is not None:
+        raise error
+    # The covered sources of every signature tried so far count against one cap.
+    size, most_lines = covered_size(message, sig.coverage.components, budget.seen)
+    budget.covered += size
+    error = covered_size_error(budget.covered, most_lines, policy)
     if error is not None:
         raise error
     kid = sig.key_id

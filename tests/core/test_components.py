@@ -74,7 +74,7 @@ def test_the_query_is_decoded_once_per_message(monkeypatch: pytest.MonkeyPatch) 
         ('"@method" "@path" "x-big"', [("x-big", "v" * 20_000)], ""),
         (
             '"@method" "@path" "x-d";key="a" "x-d";key="b"',
-            [("x-d", "a=1, b=2, " + "c=3, " * 2000)],
+            [("x-d", "a=1, b=2, " + "c=3, " * 4000)],
             "",
         ),
         ('"@method" "@path" "@query-param";name="a"', [], "a=1&" + "b=2&" * 5000),
@@ -156,3 +156,28 @@ def test_a_signature_over_the_target_uri_as_sent_verifies() -> None:
     assert Reason.BAD_SIGNATURE.value == reason(
         url.replace(":443", ""), signature_headers(KEY, si, base)
     )
+
+
+def test_the_covered_size_cap_holds_for_the_whole_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four signatures, each under the cap with its own 10 KB field: refused before the
+    third field is parsed, because the cap counts every signature's sources together."""
+    parsed: list[str] = []
+    real = components_module._sfv.parse_dictionary
+
+    def counting(value: str, **kwargs: bool) -> object:
+        if value.startswith("m="):
+            parsed.append(value)
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(components_module._sfv, "parse_dictionary", counting)
+    fields = [(f"x-d{i}", "m=1" + ", c=3" * 2000) for i in range(4)]
+    si = ", ".join(
+        f'sig{i}=("@method" "@path" "x-d{i}";key="m");keyid="{KEY.key_id}";created={REFERENCE_NOW}'
+        for i in range(4)
+    )
+    sig = ", ".join(f"sig{i}=:{'A' * 184}:" for i in range(4))
+    headers = [*fields, ("signature-input", si), ("signature", sig)]
+    assert reason(URL, headers) == "bad_signature"  # the first error is the first label's
+    assert len(parsed) == 1  # the second label is refused before its field is parsed
