@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -73,16 +73,33 @@ def assert_problem(response: Any, status: int, reason: Reason | str) -> None:
 
 
 def raw_request(
-    base_url: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b""
+    base_url: str,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes = b"",
+    *,
+    pieces: int = 0,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """Send one request with ``http.client`` (no URL normalisation, target sent as is)."""
+    """Send one request with ``http.client`` (no URL normalisation, target and method as is).
+
+    With ``pieces`` the body goes out in chunked transfer coding, in about that many
+    chunks (drop ``content-length`` from ``headers`` then).
+    """
     host, port = base_url.split("//", 1)[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=STARTUP_TIMEOUT)
     try:
         conn.putrequest(method, target, skip_accept_encoding=True)
         for name, value in headers:
             conn.putheader(name, value)
-        conn.endheaders(body or None)
+        if pieces:
+            conn.putheader("transfer-encoding", "chunked")
+            conn.endheaders()
+            for piece in chunks(body, pieces):
+                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.endheaders(body or None)
         response = conn.getresponse()
         return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
     finally:
@@ -103,14 +120,21 @@ SHORT_BODY = b"{" * 10
 
 
 def asgi_call(
-    app: Any, path: str, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]
+    app: Any,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    messages: Iterable[dict[str, Any]],
+    *,
+    host: bytes | None = b"127.0.0.1",
+    **scope_items: Any,
 ) -> tuple[int, dict[str, str], bytes]:
     """Drive an ASGI app in-process with one POST whose body comes from ``messages``.
 
     After the messages run out, ``receive()`` waits for a disconnect that never
-    comes, as a real server would; the app must answer before that.
+    comes, as a real server would; the app must answer before that. ``host=None``
+    sends no ``host`` line; ``scope_items`` replace scope entries (``http_version``).
     """
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -120,16 +144,18 @@ def asgi_call(
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "headers": [*([(b"host", host)] if host is not None else []), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
+        **scope_items,
     }
-    pending = list(messages)
+    pending = iter(messages)  # a generator can count what the app pulled
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop(0)
+        message = next(pending, None)
+        if message is not None:
+            return message
         await asyncio.sleep(STARTUP_TIMEOUT)
         return {"type": "http.disconnect"}
 
@@ -319,11 +345,14 @@ def run_wsgiref(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_gunicorn(app_path: str, env: dict[str, str], cwd: str) -> Iterator[str]:
+def run_gunicorn(
+    app_path: str, env: dict[str, str], cwd: str, args: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Serve ``module:app`` with gunicorn (sync worker) in a child process; yield its URL.
 
     The listening socket is bound here on an ephemeral port and handed over as
-    ``fd://``, so the port is known without parsing logs.
+    ``fd://``, so the port is known without parsing logs. ``args`` are extra
+    gunicorn options.
     """
     import os
     import subprocess
@@ -344,6 +373,7 @@ def run_gunicorn(app_path: str, env: dict[str, str], cwd: str) -> Iterator[str]:
         "1",
         "--log-level",
         "warning",
+        *args,
         app_path,
     ]
     process = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from adapter_support import SIGNING_KEY
@@ -80,7 +81,8 @@ class ReadPostMiddleware:
 
 def _record(request: HttpRequest, kind: str) -> HttpResponse:
     webhook = request.upvest_webhook  # type: ignore[attr-defined,unused-ignore]
-    CALLS.append({"kind": kind, "body": request.body, "webhook": webhook})
+    document = json.loads(request.body) if request.body else None
+    CALLS.append({"kind": kind, "body": request.body, "json": document, "webhook": webhook})
     return JsonResponse({"kind": kind, "events": len(webhook.events)})
 
 
@@ -106,6 +108,11 @@ async def decorated_async(request: HttpRequest) -> HttpResponse:
     return _record(request, "decorated-async")
 
 
+def tenant_view(request: HttpRequest, rest: str) -> HttpResponse:
+    """A catch-all view behind the middleware, for percent-encoded paths."""
+    return _record(request, "tenant")
+
+
 def other(request: HttpRequest) -> HttpResponse:
     """An unprotected view."""
     CALLS.append({"kind": "other", "body": request.body})
@@ -115,6 +122,7 @@ def other(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("webhooks/sync", sync_view),
     path("webhooks/async", async_view),
+    path("webhooks/t/<path:rest>", tenant_view),
     path("decorated/sync", decorated_sync),
     path("decorated/async", decorated_async),
     path("other", other),

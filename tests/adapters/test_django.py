@@ -218,6 +218,29 @@ def test_raw_path_is_signed_path(server: tuple[str, str], calls: list[dict[str, 
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("path", ["/webhooks/sync", "/decorated/async"])
+@pytest.mark.parametrize(
+    ("sent", "signed_as", "status"),
+    [("post", "POST", 401), ("POST", "post", 401), ("post", "post", 200)],
+)
+def test_method_is_verified_as_received(
+    server: tuple[str, str],
+    calls: list[dict[str, Any]],
+    path: str,
+    sent: str,
+    signed_as: str,
+    status: int,
+) -> None:
+    """The verifier gets the method as sent (WSGI REQUEST_METHOD, ASGI scope), not Django's
+    upper-cased request.method (B19)."""
+    signed = sign(server[1], path, method=signed_as)
+    answer, body, _ = raw_request(server[1], sent, path, wire_headers(signed), signed.body)
+    assert answer == status, body
+    if status == 401:
+        assert json.loads(body)["detail"] == "bad_signature"
+    assert len(calls) == (1 if status == 200 else 0)
+
+
 def test_disconnect_mid_body_under_wsgi(
     calls: list[dict[str, Any]], security_log: LogWaiter
 ) -> None:

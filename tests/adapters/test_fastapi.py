@@ -233,6 +233,18 @@ def test_standalone_inline_verification(client: Any, served: Any) -> None:
     assert_rejected(client.post("/solo/inline", content=b"{}"), served, 401, "missing_signature")
 
 
+@pytest.mark.parametrize("path", ["/mw/raw", "/solo/raw"])
+def test_signature_over_lower_case_method_fails(client: Any, served: Any, path: str) -> None:
+    """A POST whose signature covers ``post`` is refused: the method is verified as sent (B19)."""
+    signed = sign(client, path, method="post")
+    response = post(client, signed)
+    if path.startswith("/mw/"):
+        assert_problem(response, 401, Reason.BAD_SIGNATURE)
+    else:
+        assert_rejected(response, served, 401, Reason.BAD_SIGNATURE)
+    assert served[0].state.calls == []
+
+
 def test_standalone_dependency_refuses_get(client: Any, served: Any) -> None:
     """A GET on a route that allows it is still refused with 405 (G9)."""
     response = client.get("/solo/raw")

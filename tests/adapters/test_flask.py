@@ -28,6 +28,7 @@ from adapter_support import (  # noqa: E402
 )
 from flask import Flask, g, request  # noqa: E402
 
+import upvest_verify  # noqa: E402
 from upvest_verify import ConfigurationError, Policy, Reason, VerifiedWebhook, Verifier  # noqa: E402
 from upvest_verify.adapters.flask import (  # noqa: E402
     EXTENSION_KEY,
@@ -360,6 +361,22 @@ def test_decorator_without_extension_fails_closed() -> None:
     assert app.extensions["calls"] == []
 
 
+@pytest.mark.parametrize(
+    ("sent", "signed_as", "status"),
+    [("post", "POST", 401), ("POST", "post", 401), ("post", "post", 200)],
+)
+def test_method_is_verified_as_received(
+    base_url: str, calls: list[dict[str, Any]], sent: str, signed_as: str, status: int
+) -> None:
+    """The verifier gets REQUEST_METHOD as sent, not request.method's upper-cased copy (B19)."""
+    signed = sign(base_url, method=signed_as)
+    answer, body, _ = raw_request(base_url, sent, signed.path, wire_headers(signed), signed.body)
+    assert answer == status, body
+    if status == 401:
+        assert json.loads(body)["detail"] == "bad_signature"
+    assert len(calls) == (1 if status == 200 else 0)
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -482,17 +499,22 @@ def test_init_app_later_and_current_webhook_outside_view() -> None:
 # --------------------------------------------------------------------------- gunicorn
 
 
+HERE = Path(__file__).resolve().parent
+
+
+def gunicorn_env() -> dict[str, str]:
+    """The environment of gunicorn_flask_app.py: the test key and this source tree."""
+    return {
+        "UPVEST_VERIFY_JWKS": json.dumps(make_jwks(SIGNING_KEY)),
+        "PYTHONPATH": os.pathsep.join([str(Path(upvest_verify.__file__).parents[1]), str(HERE)]),
+    }
+
+
 @pytest.fixture(scope="module")
 def gunicorn_url() -> Iterator[str]:
     """The receiver of gunicorn_flask_app.py under gunicorn's sync worker."""
-    pytest.importorskip("gunicorn")
-    here = Path(__file__).resolve().parent
-    src = here.parents[1] / "src"
-    env = {
-        "UPVEST_VERIFY_JWKS": json.dumps(make_jwks(SIGNING_KEY)),
-        "PYTHONPATH": os.pathsep.join([str(src), str(here)]),
-    }
-    with run_gunicorn("gunicorn_flask_app:app", env, cwd=str(here)) as url:
+    pytest.importorskip("gunicorn", reason="the gunicorn tests need gunicorn (tests-servers)")
+    with run_gunicorn("gunicorn_flask_app:app", gunicorn_env(), cwd=str(HERE)) as url:
         yield url
 
 
@@ -509,6 +531,21 @@ def test_gunicorn_split_and_repeated_lines(gunicorn_url: str) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.json() == {"length": len(signed.body), "key_id": SIGNING_KEY.kid}
     assert_problem(forged, 401, Reason.BAD_SIGNATURE)
+
+
+def test_gunicorn_lower_case_method(gunicorn_url: str) -> None:
+    """gunicorn refuses a lower-case method itself (400); with it permitted, it is verified as sent."""
+    signed = sign(gunicorn_url)
+    status, _, _ = raw_request(gunicorn_url, "post", signed.path, wire_headers(signed), signed.body)
+    assert status == 400
+    permit = ("--permit-unconventional-http-method",)
+    with run_gunicorn("gunicorn_flask_app:app", gunicorn_env(), str(HERE), permit) as url:
+        upper = sign(url)
+        lower = sign(url, method="post")
+        status, body, _ = raw_request(url, "post", upper.path, wire_headers(upper), upper.body)
+        assert (status, json.loads(body)["detail"]) == (401, "bad_signature")
+        status, body, _ = raw_request(url, "post", lower.path, wire_headers(lower), lower.body)
+        assert status == 200, body
 
 
 def test_gunicorn_chunked_and_raw_uri(gunicorn_url: str) -> None:

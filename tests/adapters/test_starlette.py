@@ -322,6 +322,29 @@ def test_post_signature_replayed_as_put_is_refused(
     assert calls == []
 
 
+@pytest.mark.parametrize(
+    ("sent", "signed_as", "status", "reason"),
+    [
+        ("post", "POST", 405, "method_not_allowed"),
+        ("post", "post", 405, "method_not_allowed"),
+        ("POST", "post", 401, "bad_signature"),
+    ],
+)
+def test_method_is_taken_as_received(
+    base_url: str,
+    calls: list[dict[str, Any]],
+    sent: str,
+    signed_as: str,
+    status: int,
+    reason: str,
+) -> None:
+    """uvicorn passes ``post`` as sent: it is not POST (405); a signature over ``post`` fails (B19)."""
+    signed = sign(base_url, method=signed_as)
+    answer, body, _ = raw_request(base_url, sent, WEBHOOK_PATH, wire_headers(signed), signed.body)
+    assert (answer, json.loads(body)["detail"]) == (status, reason)
+    assert calls == []
+
+
 def test_rejections_are_logged_without_secrets(
     client: Any, base_url: str, security_log: LogWaiter
 ) -> None:
@@ -442,7 +465,8 @@ def test_path_comes_from_raw_path(base_url: str, calls: list[dict[str, Any]]) ->
     signed = sign(base_url, path=encoded)
     status, body, _ = raw_request(base_url, "POST", encoded, wire_headers(signed), signed.body)
     assert status == 200, body
-    decoded = sign(base_url, path=WEBHOOK_PATH)
+    # RFC 9421 signs the raw path (only draft-06 bases may also match the decoded one).
+    decoded = sign(base_url, path=WEBHOOK_PATH, dialect="rfc9421")
     status, body, _ = raw_request(base_url, "POST", encoded, wire_headers(decoded), decoded.body)
     assert status == 401
     assert json.loads(body)["detail"] == "bad_signature"

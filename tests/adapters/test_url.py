@@ -14,6 +14,7 @@ from upvest_verify.adapters._url import (
     asgi_log_path,
     asgi_route_path,
     wsgi_header_pairs,
+    wsgi_method,
 )
 
 
@@ -127,6 +128,33 @@ def test_two_host_fields_are_malformed() -> None:
     """Two Host fields are refused."""
     with pytest.raises(VerificationError) as info:
         PLAIN.from_asgi(asgi(headers=[(b"host", b"a"), (b"host", b"b")]))
+    assert info.value.reason is Reason.MALFORMED_HEADER
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b":authority", b"hooks.example.com")],
+        [(b":authority", b"hooks.example.com"), (b"host", b"HOOKS.example.com")],
+    ],
+)
+def test_http2_authority_pseudo_header_names_the_host(headers: list[Any]) -> None:
+    """An HTTP/2 :authority passed through by the server is the authority, not the socket."""
+    url = PLAIN.from_asgi(asgi(headers=headers, http_version="2"))
+    assert url == "http://hooks.example.com/webhooks/upvest"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b":authority", b"a.example"), (b"host", b"b.example")],
+        [(b":authority", b"a.example"), (b":authority", b"a.example")],
+    ],
+)
+def test_conflicting_or_repeated_authority_is_malformed(headers: list[Any]) -> None:
+    """A Host differing from :authority, or two :authority lines, is malformed (RFC 9113 §8.3.1)."""
+    with pytest.raises(VerificationError) as info:
+        PLAIN.from_asgi(asgi(headers=headers, http_version="2"))
     assert info.value.reason is Reason.MALFORMED_HEADER
 
 
@@ -253,6 +281,14 @@ def test_wsgi_header_pairs() -> None:
     """WSGI HTTP_* keys and the two content keys become lower-case field names."""
     environ = {"HTTP_X_A_B": "1", "CONTENT_TYPE": "a/b", "CONTENT_LENGTH": "", "wsgi.x": object()}
     assert wsgi_header_pairs(environ) == [("x-a-b", "1"), ("content-type", "a/b")]
+
+
+def test_wsgi_method_is_the_method_as_received() -> None:
+    """REQUEST_METHOD is returned unchanged (no upper-casing); absent or not a str gives ""."""
+    assert wsgi_method({"REQUEST_METHOD": "post"}) == "post"
+    assert wsgi_method({"REQUEST_METHOD": "POST"}) == "POST"
+    assert wsgi_method({}) == ""
+    assert wsgi_method({"REQUEST_METHOD": b"POST"}) == ""
 
 
 @pytest.mark.parametrize(

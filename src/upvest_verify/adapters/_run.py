@@ -244,6 +244,7 @@ class ASGIVerification:
             VerificationError: The webhook is not acceptable.
         """
         url = self.url.from_asgi(scope)
+        # The scope's method is the request line's, as received (RFC 9421 §2.2.1).
         return await verify_async(
             self.verifier, scope["method"], url, scope["headers"], body, self.run_sync
         )

@@ -11,7 +11,8 @@ framework is imported, the adapters hand in an ASGI scope or a WSGI environ.
   trusted proxies.
 - :class:`PathMatcher`: which paths a middleware protects;
   :func:`asgi_route_path` and :func:`asgi_log_path`: the paths of an ASGI request.
-- :func:`wsgi_header_pairs`: the header field lines of a WSGI environ.
+- :func:`wsgi_header_pairs` and :func:`wsgi_method`: the header field lines and the
+  method of a WSGI environ, as received.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "asgi_log_path",
     "asgi_route_path",
     "wsgi_header_pairs",
+    "wsgi_method",
 ]
 
 DEFAULT_PATHS: Final = ("/webhooks/upvest",)
@@ -65,6 +67,24 @@ def wsgi_header_pairs(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             pairs.append((key.replace("_", "-").lower(), value))
     return pairs
+
+
+def wsgi_method(environ: Mapping[str, Any]) -> str:
+    """Return the request method of a WSGI environ exactly as received.
+
+    RFC 9421 §2.2.1 signs the method as received, and methods are case-sensitive
+    (RFC 9110 §9.1). ``REQUEST_METHOD`` (PEP 3333) holds the request line's method
+    as sent; Werkzeug's and Django's ``request.method`` are upper-cased copies, so a
+    request sent as ``post`` would verify a signature made over ``POST``.
+
+    Args:
+        environ: The WSGI environ (or Django's ``request.META``).
+
+    Returns:
+        The method, or ``""`` when absent (the verifier refuses it).
+    """
+    method = environ.get("REQUEST_METHOD")
+    return method if isinstance(method, str) else ""
 
 
 def asgi_route_path(scope: Mapping[str, Any]) -> str:
@@ -493,11 +513,20 @@ class URLRebuilder:
 
 
 def _only_host(headers: Sequence[tuple[str, str]], server: Any) -> str:
-    hosts = [v for k, v in headers if k == "host"]
-    if len(hosts) > 1:
-        raise VerificationError(Reason.MALFORMED_HEADER, "more than one Host field")
-    if hosts:
-        return hosts[0].strip()
+    """The request's authority: ``Host``, or an HTTP/2 ``:authority`` left in the headers.
+
+    ASGI servers turn ``:authority`` into ``host``; one that passes the pseudo-header
+    through still names the authority the client called (RFC 9113 §8.3.1), and a
+    ``Host`` naming another one makes the request malformed.
+    """
+    hosts = [v.strip() for k, v in headers if k == "host"]
+    authorities = [v.strip() for k, v in headers if k == ":authority"]
+    if len(hosts) > 1 or len(authorities) > 1:
+        raise VerificationError(Reason.MALFORMED_HEADER, "more than one Host or :authority")
+    if hosts and authorities and hosts[0].lower() != authorities[0].lower():
+        raise VerificationError(Reason.MALFORMED_HEADER, "Host differs from :authority")
+    if authorities or hosts:
+        return (authorities or hosts)[0]
     if server:
         host, port = server[0], server[1]
         host = f"[{host}]" if ":" in str(host) else str(host)

@@ -29,7 +29,7 @@ from upvest_verify.adapters._reject import (
     rejection_for,
 )
 from upvest_verify.adapters._settings import AdapterSettings, load_settings
-from upvest_verify.adapters._url import wsgi_header_pairs
+from upvest_verify.adapters._url import wsgi_header_pairs, wsgi_method
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
 __all__ = [
@@ -168,14 +168,16 @@ def _read_body(limit: int) -> bytes:
 
 def _verify_current_request() -> Response | None:
     """Verify the current request; return the failure response, or ``None`` if valid."""
-    if request.method != "POST":
+    if request.method != "POST":  # Werkzeug's routing view of the method (upper-cased)
         return _reject(Rejection(405, METHOD_NOT_ALLOWED))
     try:
         settings = UpvestVerify.settings(current_app)
         body = _read_body(settings.max_body_size)
         url = settings.url.from_wsgi(request.environ)
         headers = wsgi_header_pairs(request.environ)
-        webhook = settings.verifier.verify(request.method, url, headers, body)
+        # The signature covers the method as received, not request.method's upper-cased copy.
+        method = wsgi_method(request.environ)
+        webhook = settings.verifier.verify(method, url, headers, body)
     except Exception as exc:  # G13: every failure fails closed
         return _reject(rejection_for(exc), exc)
     g.upvest_webhook = webhook

@@ -27,7 +27,7 @@ from upvest_verify.adapters._reject import (
 )
 from upvest_verify.adapters._run import verify_async
 from upvest_verify.adapters._settings import AdapterSettings
-from upvest_verify.adapters._url import wsgi_header_pairs
+from upvest_verify.adapters._url import wsgi_header_pairs, wsgi_method
 from upvest_verify.adapters.django.conf import get_settings
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
@@ -68,14 +68,26 @@ def _body(request: Any, limit: int) -> bytes:
     return reader.finish()  # IncompleteBody when shorter than Content-Length
 
 
-def _parts(request: Any, settings: AdapterSettings) -> tuple[str, Any, bytes]:
-    """The URL, header field lines and body of a Django request."""
+def _parts(request: Any, settings: AdapterSettings) -> tuple[str, str, Any, bytes]:
+    """The method, URL, header field lines and body of a Django request, as received.
+
+    ``request.method`` is upper-cased by Django; the signature covers the method as
+    received (RFC 9421 §2.2.1): the scope's under ASGI (where ``META`` holds the
+    upper-cased copy too), ``REQUEST_METHOD`` under WSGI.
+    """
     body = _body(request, settings.max_body_size)
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict):
-        # ASGIRequest: the scope keeps raw_path and every header line unjoined.
-        return settings.url.from_asgi(scope), list(scope.get("headers", ())), body
-    return settings.url.from_wsgi(request.META), wsgi_header_pairs(request.META), body
+        # ASGIRequest: the scope keeps the method, raw_path and every header line unjoined.
+        method = scope.get("method")
+        return (
+            method if isinstance(method, str) else "",
+            settings.url.from_asgi(scope),
+            list(scope.get("headers", ())),
+            body,
+        )
+    meta = request.META
+    return wsgi_method(meta), settings.url.from_wsgi(meta), wsgi_header_pairs(meta), body
 
 
 def _accept(request: Any, webhook: VerifiedWebhook) -> None:
@@ -101,12 +113,12 @@ def verify_request(request: Any, settings: AdapterSettings | None = None) -> Any
     """
     if _verified(request):
         return None
-    if request.method != "POST":
+    if request.method != "POST":  # Django's view of the method (upper-cased)
         return _reject(request, Rejection(405, METHOD_NOT_ALLOWED))
     try:
         settings = settings or get_settings()
-        url, headers, body = _parts(request, settings)
-        webhook = settings.verifier.verify(request.method, url, headers, body)
+        method, url, headers, body = _parts(request, settings)
+        webhook = settings.verifier.verify(method, url, headers, body)
     except Exception as exc:  # G13: every failure fails closed
         return _reject(request, rejection_for(exc), exc)
     _accept(request, webhook)
@@ -129,13 +141,13 @@ async def averify_request(request: Any, settings: AdapterSettings | None = None)
     """
     if _verified(request):
         return None
-    if request.method != "POST":
+    if request.method != "POST":  # Django's view of the method (upper-cased)
         return _reject(request, Rejection(405, METHOD_NOT_ALLOWED))
     try:
         settings = settings or get_settings()
-        url, headers, body = _parts(request, settings)
+        method, url, headers, body = _parts(request, settings)
         webhook = await verify_async(
-            settings.verifier, request.method, url, headers, body, _in_worker_thread
+            settings.verifier, method, url, headers, body, _in_worker_thread
         )
     except Exception as exc:  # G13: every failure fails closed
         return _reject(request, rejection_for(exc), exc)
