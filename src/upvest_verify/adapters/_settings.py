@@ -6,7 +6,8 @@ the Django adapter (``settings.UPVEST_VERIFY``). Strings from environment variab
 are coerced to the :class:`~upvest_verify.Policy` field types. Problem codes
 ``E001``-``E007`` are the Django system-check ids.
 
-No web framework is imported here.
+No web framework is imported here; httpx only when the management client is the
+key source (``CLIENT_ID``...).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from upvest_verify import KeySet, Policy, Verifier
 from upvest_verify.adapters._url import DEFAULT_PATHS, PathMatcher, URLRebuilder
 from upvest_verify.errors import ConfigurationError, JWKSError
 from upvest_verify.jwks import JWKSCache, URLKeySource, load_jwks
-from upvest_verify.types import KeyProvider
+from upvest_verify.types import KeyProvider, KeySource
 
 __all__ = [
     "SETTING_NAMES",
@@ -32,7 +33,15 @@ __all__ = [
 ]
 
 _POLICY_FIELDS: Final = {f.name.upper(): f for f in dataclasses.fields(Policy)}
-_KEY_SOURCES: Final = ("VERIFIER", "KEYS", "JWKS", "JWKS_URL")
+_KEY_SOURCES: Final = ("VERIFIER", "KEYS", "JWKS", "JWKS_URL", "CLIENT_ID")
+# The management client as key source: CLIENT_ID names it, the rest go with it.
+_CLIENT_KEYS: Final = (
+    "CLIENT_SECRET",
+    "SIGNING_KEY",
+    "SIGNING_KEY_ID",
+    "SIGNING_KEY_PASSWORD",
+    "BASE_URL",
+)
 _ADAPTER_KEYS: Final = (
     "PATHS",
     "PUBLIC_URL",
@@ -41,7 +50,7 @@ _ADAPTER_KEYS: Final = (
     "PATH_PREFIX",
     "POLICY",
 )
-SETTING_NAMES: Final = frozenset((*_KEY_SOURCES, *_ADAPTER_KEYS, *_POLICY_FIELDS))
+SETTING_NAMES: Final = frozenset((*_KEY_SOURCES, *_CLIENT_KEYS, *_ADAPTER_KEYS, *_POLICY_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,10 @@ def _verifier(
     values: Mapping[str, Any], verifier: Verifier | None, problems: list[Problem]
 ) -> Verifier | None:
     sources = [k for k in _KEY_SOURCES if values.get(k) is not None]
+    orphans = [k for k in _CLIENT_KEYS if values.get(k) is not None]
+    if orphans and "CLIENT_ID" not in sources:
+        problems.append(("E004", f"{', '.join(orphans)} given without CLIENT_ID"))
+        return None
     policy_given = "POLICY" in values or any(k in _POLICY_FIELDS for k in values)
     if verifier is not None:
         if sources or policy_given:
@@ -156,7 +169,7 @@ def _verifier(
         problems.append(
             (
                 "E003",
-                "give exactly one key source: VERIFIER, KEYS, JWKS or JWKS_URL"
+                "give exactly one key source: VERIFIER, KEYS, JWKS, JWKS_URL or CLIENT_ID"
                 + (f" (found {', '.join(sources)})" if sources else ""),
             )
         )
@@ -189,6 +202,8 @@ def _verifier(
             if not key_set:
                 raise ConfigurationError("the JWKS holds no usable key")
             return Verifier(key_set, policy=policy)
+        if source == "CLIENT_ID":
+            return Verifier(_client_cache(values, policy), policy=policy)
         return Verifier(_jwks_cache(values["JWKS_URL"], policy), policy=policy)
     except (ConfigurationError, JWKSError) as e:
         problems.append(("E004", f"{source}: {e}"))
@@ -200,6 +215,24 @@ def _jwks_cache(url: object, policy: Policy) -> KeyProvider:
     if not isinstance(url, str):
         raise ConfigurationError(f"JWKS_URL must be a string, got {url!r}")
     return JWKSCache(URLKeySource(url), key_types=policy.key_types)
+
+
+def _client_cache(values: Mapping[str, Any], policy: Policy) -> KeyProvider:
+    """A JWKSCache fetching ``/auth/verify_keys`` through the management client (no fetch yet).
+
+    The client is optional (the ``[client]`` extra, httpx), so it is imported only here,
+    when configured; a missing extra says how to install it.
+    """
+    try:
+        from upvest_verify.client import key_source_from_settings
+    except ImportError as e:
+        raise ConfigurationError(
+            f"CLIENT_ID needs the management client: pip install 'upvest-verify[client]' ({e})"
+        ) from e
+    source = key_source_from_settings(values)
+    if not isinstance(source, KeySource):
+        raise ConfigurationError(f"not a key source: {source!r}")
+    return JWKSCache(source, key_types=policy.key_types)
 
 
 def _settings(
@@ -255,7 +288,11 @@ def load_settings(
 
     - key source, exactly one: ``VERIFIER`` (a Verifier, a dotted path to one or a
       factory), ``KEYS`` (a KeySet or key provider, or a path/factory), ``JWKS``
-      (a dict, JSON text or a file path), ``JWKS_URL`` (https URL of a JWKS);
+      (a dict, JSON text or a file path), ``JWKS_URL`` (https URL of a JWKS), or
+      ``CLIENT_ID`` with ``CLIENT_SECRET``, ``SIGNING_KEY`` (PEM text, a PEM file path
+      or a SigningKey), ``SIGNING_KEY_ID``, ``SIGNING_KEY_PASSWORD`` (if encrypted) and
+      ``BASE_URL`` (``"sandbox"``, ``"live"`` or a URL): the keys are fetched from
+      ``/auth/verify_keys`` through the management client (``[client]`` extra);
     - policy: ``POLICY`` (a Policy) or any Policy field in upper case (``SKEW``,
       ``MAX_AGE``, ``MAX_BODY_SIZE``, ``DIALECT``...);
     - ``PATHS`` (default ``["/webhooks/upvest"]``), ``PUBLIC_URL``,
