@@ -371,6 +371,7 @@ def sign_upvest_request(
     key: SigningKey,
     created: int | None = None,
     nonce: str | None = None,
+    ttl: int = 10,
     deterministic: bool = False,
     now: Clock | None = None,
 ) -> SignedRequest:
@@ -382,7 +383,8 @@ def sign_upvest_request(
     ``content-length`` if absent and ``content-digest: sha-512=:...:``; covers the
     components :func:`upvest_components` picks; signs the RFC 9421 base with ECDSA,
     DER-encoded, label ``sig1``, parameters ``keyid;created;expires;nonce`` with
-    ``expires = created + 10`` and a UUID4 nonce; and appends the uncovered
+    ``expires = created + ttl`` (10 s, like Upvest's Python signer) and a UUID4
+    nonce; and appends the uncovered
     ``upvest-signature-version: 15``.
 
     Args:
@@ -393,6 +395,7 @@ def sign_upvest_request(
         key: The tenant's registered signing key (P-521; Ed25519 also accepted by Upvest).
         created: The ``created`` parameter; now by default.
         nonce: The ``nonce``; a random UUID4 by default.
+        ttl: ``expires - created`` in seconds.
         deterministic: RFC 6979 deterministic ECDSA (tests).
         now: The clock for ``created`` (``time.time`` by default).
 
@@ -421,7 +424,7 @@ def sign_upvest_request(
         encoding="der",
         digest="content-digest" if body else "none",
         created=created_at,
-        ttl=10,
+        ttl=ttl,
         nonce=nonce if nonce is not None else str(uuid.uuid4()),
         version_header="15",
         deterministic=deterministic,

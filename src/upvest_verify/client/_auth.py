@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-import email.utils
 import json
 import logging
 import threading
@@ -35,9 +34,7 @@ from upvest_verify.errors import ConfigurationError
 from upvest_verify.signing import (
     SignedRequest,
     SigningKey,
-    sign_request,
     sign_upvest_request,
-    upvest_components,
 )
 
 from ._api import error_from_response
@@ -99,44 +96,17 @@ def sign_api_request(
 ) -> SignedRequest:
     """Sign an API request with Upvest's v15 profile (upvest-protocol.md §7).
 
-    With the default window this is :func:`~upvest_verify.signing.sign_upvest_request`
-    itself. Another window (``expires = created + ttl``) signs through
-    :func:`~upvest_verify.signing.sign_request` with the same components, header
-    additions and parameters, so only ``expires`` differs.
+    :func:`~upvest_verify.signing.sign_upvest_request` with ``expires = created + ttl``.
 
     Returns:
         The signed request; its ``headers`` add ``date``, ``content-length`` and
         ``content-digest`` (with a body), ``signature-input``, ``signature`` and
         ``upvest-signature-version: 15``.
     """
-    if ttl == UPVEST_SIGNATURE_TTL:
-        return sign_upvest_request(
-            method, url, headers, body, key=key, created=created, nonce=nonce,
-            deterministic=deterministic,
-        )  # fmt: skip
-    pairs = list(headers)
-    present = {name.lower() for name, _ in pairs}
-    if "date" not in present:
-        pairs.append(("date", email.utils.formatdate(created, usegmt=True)))
-    if body and "content-length" not in present:
-        pairs.append(("content-length", str(len(body))))
-    return sign_request(
-        method.upper(),
-        url,
-        pairs,
-        body,
-        key=key,
-        components=upvest_components(url, pairs) + (["content-digest"] if body else []),
-        layout="rfc9421",
-        encoding="der",
-        digest="content-digest" if body else "none",
-        created=created,
-        ttl=ttl,
-        nonce=nonce,
-        version_header="15",
+    return sign_upvest_request(
+        method, url, headers, body, key=key, created=created, nonce=nonce, ttl=ttl,
         deterministic=deterministic,
-        params_order=("keyid", "created", "expires", "nonce"),
-    )
+    )  # fmt: skip
 
 
 def signing_headers(
