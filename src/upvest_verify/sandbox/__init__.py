@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._deliver import DEFAULT_DIALECT, WebhookDialect, backoff
+    from ._samples import sample_object
     from ._sandbox import Sandbox
     from ._state import TEST_EVENT_TYPE, Attempt, Delivery, Tenant
 
@@ -42,6 +43,7 @@ __all__ = [
     "Tenant",
     "WebhookDialect",
     "backoff",
+    "sample_object",
 ]
 
 # Imported on first use (PEP 562), so that importing the pytest plugin beside this
@@ -51,6 +53,7 @@ _HOMES = {
     "WebhookDialect": "._deliver",
     "backoff": "._deliver",
     "Sandbox": "._sandbox",
+    "sample_object": "._samples",
     "TEST_EVENT_TYPE": "._state",
     "Attempt": "._state",
     "Delivery": "._state",
