@@ -49,7 +49,7 @@ from ._components import request_derived_value
 from ._crypto import decode_signature, verify_signature
 from ._digest import content_digest, legacy_digest
 from ._keyset import KeySet
-from ._message import normalise_fields, split_url
+from ._message import ascii_lower, normalise_fields, split_url
 from ._policy import EncodingSetting, Policy
 from ._result import DigestField, Layout, VerifiedWebhook, dialect_of, new_verified_webhook
 from ._rules import (
@@ -285,9 +285,9 @@ def _header_dict(headers: object) -> dict[str, str] | None:
             return None
         return {name: lines[0] for name, lines in grouped.items()}
     else:
-        # ASCII and already lower-case (str.lower of non-ASCII text is context-dependent).
+        # ASCII and already lower-case; otherwise only the ASCII letters are folded.
         if not names.isascii() or names.lower() != names:
-            fields = {name.lower(): value for name, value in fields.items()}
+            fields = {ascii_lower(name): value for name, value in fields.items()}
     if len(fields) != len(pairs):
         return None
     return fields  # type: ignore[no-any-return]  # every name and value is a str by now

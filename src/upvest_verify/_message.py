@@ -17,6 +17,7 @@ from .errors import Reason, VerificationError
 __all__ = [
     "HeaderInput",
     "Message",
+    "ascii_lower",
     "field_text",
     "normalise_fields",
     "request_message",
@@ -64,6 +65,19 @@ class Message:
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with only the ASCII letters lower-cased.
+
+    Field names, schemes and hosts are case-insensitive in ASCII only. ``str.lower``
+    would also fold some non-ASCII characters into ASCII (KELVIN SIGN U+212A becomes
+    ``k``), letting a name or host nobody signed stand in for a signed one.
+    """
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def field_text(value: str | bytes) -> str:
     """A field name or value as ``str``: bytes are decoded as ISO-8859-1, others refused.
 
@@ -100,7 +114,7 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
     fields: dict[str, list[str]] = {}
     try:
         for name, value in items:
-            key = (name if type(name) is str else field_text(name)).lower()
+            key = ascii_lower(name if type(name) is str else field_text(name))
             if type(value) is not str:
                 value = field_text(value)
             values = fields.get(key)
@@ -161,7 +175,7 @@ def _split_url_uncached(url: str) -> _SplitURL:
             raise VerificationError(
                 Reason.MALFORMED_HEADER, f"url is neither absolute nor origin-form: {url[:80]!r}"
             )
-        scheme = url[:sep].lower()
+        scheme = ascii_lower(url[:sep])
         after = url[sep + 3 :]
         end = len(after)
         for ch in "/?#":
@@ -188,7 +202,7 @@ def _split_url_uncached(url: str) -> _SplitURL:
 def _normalise_authority(scheme: str | None, authority: str) -> str:
     # RFC 9421 §2.2.3: @authority is normalised per RFC 9110 §4.2.3: host lower-cased,
     # default port omitted.
-    authority = authority.lower()
+    authority = ascii_lower(authority)
     if scheme in _DEFAULT_PORTS and authority.endswith(":" + _DEFAULT_PORTS[scheme]):
         authority = authority[: -len(_DEFAULT_PORTS[scheme]) - 1]
     return authority
@@ -222,7 +236,8 @@ def request_message(method: str, url: str, fields: dict[str, list[str]]) -> Mess
     if authority is None:
         hosts = fields.get("host")
         if hosts is not None and len(hosts) == 1:
-            authority = _normalise_authority(scheme, hosts[0].strip())
+            # RFC 9110 §5.5: only SP and HTAB are optional whitespace around a value.
+            authority = _normalise_authority(scheme, hosts[0].strip(" \t"))
     return Message(
         method=method,
         scheme=scheme,

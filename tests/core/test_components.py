@@ -181,3 +181,39 @@ def test_the_covered_size_cap_holds_for_the_whole_request(
     headers = [*fields, ("signature-input", si), ("signature", sig)]
     assert reason(URL, headers) == "bad_signature"  # the first error is the first label's
     assert len(parsed) == 1  # the second label is refused before its field is parsed
+
+
+@pytest.mark.parametrize("suffix", ["\x0b", "\x0c", "\x85", "\xa0", "\r", "\n"])
+def test_host_is_trimmed_of_optional_whitespace_only(suffix: str) -> None:
+    """RFC 9110 §5.5: SP and HTAB only; "Host: h<VT>" is not the signed host "h"."""
+    si = f'("@method" "@path" "@authority");keyid="{KEY.key_id}";created={REFERENCE_NOW}'
+    base = f'"@method": POST\n"@path": /w\n"@authority": hooks.example\n"@signature-params": {si}'
+    headers = signature_headers(KEY, si, base)
+    ok = [*headers, ("host", " hooks.example\t")]
+    assert verify("POST", "/w", ok, b"", keys=KEYS, now=REFERENCE_NOW, policy=POLICY)
+    refused = reason("/w", [*headers, ("host", "hooks.example" + suffix)])
+    assert refused in ("malformed_header", "bad_signature")
+
+
+@pytest.mark.parametrize("where", ["url", "host", "field-name"])
+def test_non_ascii_is_never_folded_into_ascii(where: str) -> None:
+    """KELVIN SIGN (U+212A) lower-cases to "k" with str.lower(); names and hosts fold ASCII only."""
+    kelvin = "hoo\u212as.example"
+    si = f'("@method" "@path" "@authority" "x-hook");keyid="{KEY.key_id}";created={REFERENCE_NOW}'
+    base = (
+        '"@method": POST\n"@path": /w\n"@authority": hooks.example\n"x-hook": 1\n'
+        f'"@signature-params": {si}'
+    )
+    headers = [*signature_headers(KEY, si, base), ("x-hook", "1")]
+    url, host = "https://hooks.example/w", None
+    if where == "url":
+        url = f"https://{kelvin}/w"
+    elif where == "host":
+        url, host = "/w", kelvin
+    else:
+        headers = [("x-hoo\u212a" if n == "x-hook" else n, v) for n, v in headers]
+    if host is not None:
+        headers.append(("host", host))
+    assert verify("POST", "https://hooks.example/w", [*headers[:2], ("x-hook", "1")], b"",
+                  keys=KEYS, now=REFERENCE_NOW, policy=POLICY)  # fmt: skip
+    assert reason(url, headers) in ("malformed_header", "component_unavailable", "bad_signature")
