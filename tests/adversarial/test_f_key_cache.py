@@ -263,7 +263,8 @@ def test_f3_random_unknown_kids_one_fetch_per_cooldown(
     """F3: 1,000 random unknown kids over 100 s: all unknown_key, at most one fetch per 30 s.
 
     Half the requests repeat an earlier kid (as Upvest retries), so the negative
-    cache answers them. Every refusal is a WARNING naming the kid, never the signature.
+    cache answers them. Refusals are WARNINGs naming the kid, never the signature, and
+    bounded: at most a few distinct kids per cooldown, the others counted in the next line.
     """
     publish(server, upvest)
     cache, verifier = receiver(server, clock, caches)
@@ -312,7 +313,10 @@ def test_f3_random_unknown_kids_one_fetch_per_cooldown(
     assert 1 <= refreshes <= math.ceil(100 / 30)
     assert cache.stats.kid_refreshes == refreshes
     refused = messages(caplog, logging.WARNING, "JWKS refresh for unknown kid")
-    assert len(refused) == cache.stats.unknown_kid_refusals >= 1000 - 100 * refreshes
+    assert cache.stats.unknown_kid_refusals >= 1000 - 100 * refreshes
+    windows = math.ceil(100 / 30) + 1
+    assert 1 <= len(refused) <= 3 * windows  # at most 3 distinct kids logged per cooldown
+    assert any("more refusals not logged" in line for line in refused)
     signature = next(v for k, v in template.headers if k.lower() == "signature")
     token = signature.split(":")[1]
     assert not any(token[:20] in line for line in caplog.messages)

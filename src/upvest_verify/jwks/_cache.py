@@ -32,9 +32,9 @@ from ._runtime import (
     CacheStats,
     Flight,
     NegativeCache,
+    RefusalLog,
     count,
     log_outcome,
-    log_refusal,
     reset_after_fork,
     running_loop,
     stop_worker,
@@ -160,6 +160,7 @@ class JWKSCache:
         self._lock = threading.Lock()  # guards _flight, _worker and state transitions
         self._flight: Flight | None = None
         self._negative = NegativeCache()  # unknown kid -> monotonic time it expires
+        self._refusals = RefusalLog(self._limits.refresh_cooldown)  # one line per cooldown
         self._closed = False
         self._worker: threading.Thread | asyncio.Task[None] | None = None
         self._worker_stop: threading.Event | None = None
@@ -503,7 +504,7 @@ class JWKSCache:
 
     def _refuse(self, kid: str, seconds_left: float, cause: str) -> None:
         count(self.stats, "unknown_kid_refusals")
-        log_refusal(policy.kid_for_log(kid), seconds_left, cause)
+        self._refusals.refused(policy.kid_for_log(kid), seconds_left, cause, self._monotonic())
 
     def _finish(self, flight: Flight, loaded: Loaded | None, error: BaseException | None) -> None:
         """Record a flight's outcome (state and counters), swap the snapshot, wake every waiter."""

@@ -10,7 +10,7 @@
   without a lock and bounded in size.
 * :class:`CacheStats`, counters with thread-safe increments.
 * :func:`reset_after_fork`, one at-fork hook for every cache (F15).
-* :func:`log_outcome` and :func:`log_refusal`, the cache's log lines.
+* :func:`log_outcome` and :class:`RefusalLog`, the cache's log lines.
 
 No policy lives here. ``asyncio`` is imported only by the async paths.
 """
@@ -36,8 +36,8 @@ __all__ = [
     "CacheStats",
     "Flight",
     "NegativeCache",
+    "RefusalLog",
     "log_outcome",
-    "log_refusal",
     "reset_after_fork",
     "running_loop",
     "stop_worker",
@@ -234,23 +234,55 @@ def log_outcome(
         logger.warning("JWKS fetch (%s) aborted", reason)
 
 
-def log_refusal(kid: str, seconds_left: float, cause: str) -> None:
-    """Log a refused refresh for an unknown kid at WARNING (K4).
+class RefusalLog:
+    """Logs refused unknown-kid refreshes at WARNING, boundedly (K4, H8).
 
-    Args:
-        kid: The kid, already escaped and truncated for the log.
-        seconds_left: Seconds until a refresh for it may run (``inf``: never).
-        cause: The limit that refused it.
+    A flood of forged kids is refused once per request; one line per refusal would let
+    an attacker fill the logs. Per interval (the refresh cooldown), each of the first
+    few distinct kids is logged once; the rest are counted, and the next logged line
+    says how many were refused without a line of their own.
     """
-    if seconds_left == float("inf"):
-        logger.warning("JWKS refresh for unknown kid %s refused: %s", kid, cause)
-    else:
-        logger.warning(
-            "JWKS refresh for unknown kid %s refused (%s): %.1f s of cooldown left",
-            kid,
-            cause,
-            seconds_left,
-        )
+
+    __slots__ = ("_interval", "_lock", "_logged", "_started", "_suppressed")
+
+    KIDS_PER_INTERVAL = 3
+
+    def __init__(self, interval: float) -> None:
+        """Args: interval: Seconds (monotonic) a window of logged kids lasts."""
+        self._interval = interval
+        self._started: float | None = None
+        self._logged: set[str] = set()
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def refused(self, kid: str, seconds_left: float, cause: str, now: float) -> None:
+        """Record one refusal; log it if its kid is among the window's first few.
+
+        Args:
+            kid: The kid, already escaped and truncated for the log.
+            seconds_left: Seconds until a refresh for it may run (``inf``: never).
+            cause: The limit that refused it.
+            now: Monotonic time.
+        """
+        with self._lock:
+            if self._started is None or now - self._started >= self._interval:
+                self._started, self._logged = now, set()
+            if kid in self._logged or len(self._logged) >= self.KIDS_PER_INTERVAL:
+                self._suppressed += 1
+                return
+            self._logged.add(kid)
+            suppressed, self._suppressed = self._suppressed, 0
+        more = f" ({suppressed} more refusals not logged)" if suppressed else ""
+        if seconds_left == float("inf"):
+            logger.warning("JWKS refresh for unknown kid %s refused: %s%s", kid, cause, more)
+        else:
+            logger.warning(
+                "JWKS refresh for unknown kid %s refused (%s): %.1f s of cooldown left%s",
+                kid,
+                cause,
+                seconds_left,
+                more,
+            )
 
 
 def stop_worker(
