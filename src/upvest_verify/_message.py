@@ -131,7 +131,8 @@ def normalise_fields(headers: HeaderInput) -> dict[str, list[str]]:
 
 _SplitURL: TypeAlias = tuple[str | None, str | None, str, str | None]
 # A receiver sees the same few URLs over and over; splitting is pure, so memoise it.
-# Only short URLs, so unsigned requests cannot fill it: at most 1,024 x 2 KiB.
+# Only short URLs, so unsigned requests cannot grow it: at most 1,024 URLs of up to
+# 2 KiB, each with its split parts (about 5 MiB when full).
 _URL_CACHE: dict[str, _SplitURL] = {}
 _URL_CACHE_CAP = 1024
 _URL_CACHE_MAX_URL = 2048
