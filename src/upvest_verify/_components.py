@@ -293,6 +293,15 @@ def _form_decode(text: str) -> str:
     return unquote_to_bytes(text.replace("+", " ")).decode("utf-8", "replace")
 
 
+# Text that form-decodes and re-encodes to itself: ASCII alphanumerics and *-._ only.
+_FORM_SAFE = re.compile(r"[A-Za-z0-9*\-._]*")
+
+
+def _form_normal(text: str) -> str:
+    # RFC 9421 §2.2.8's decode-then-encode, skipped for text it cannot change.
+    return text if _FORM_SAFE.fullmatch(text) else _form_encode(_form_decode(text))
+
+
 def _query_params(message: Message) -> dict[str, list[str]]:
     # RFC 9421 §2.2.8: parse the query as application/x-www-form-urlencoded, then
     # re-encode names and values; the "name" parameter holds the encoded name. Done
@@ -304,8 +313,7 @@ def _query_params(message: Message) -> dict[str, list[str]]:
             if not pair:
                 continue
             raw_name, _, raw_value = pair.partition("=")
-            name = _form_encode(_form_decode(raw_name))
-            params.setdefault(name, []).append(_form_encode(_form_decode(raw_value)))
+            params.setdefault(_form_normal(raw_name), []).append(_form_normal(raw_value))
         message.memo[("query", "")] = params
     return params
 

@@ -75,11 +75,11 @@ class Policy:
     signature_encoding: EncodingSetting = "auto"
     key_types: frozenset[KeyType] = field(default_factory=lambda: frozenset({"P-521"}))
     max_body_size: int = 4 * 1024 * 1024
-    max_header_bytes: int = 16 * 1024
+    max_header_bytes: int = 8 * 1024
     max_labels: int = 64
     max_signatures: int = 4
     max_components: int = 32
-    max_covered_bytes: int = 16 * 1024
+    max_covered_bytes: int = 8 * 1024
     max_field_lines: int = 16
     max_verifications: int = 4
     allow_unregistered_alg: bool = False

@@ -6,6 +6,8 @@ import json
 
 import pytest
 from core_helpers import REFERENCE_NOW, no_swallowed_errors, signature_headers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import upvest_verify._components as components_module
 from upvest_verify import KeySet, Policy, Reason, VerificationError, verify
@@ -57,9 +59,9 @@ def test_each_dictionary_field_is_parsed_once_per_message(monkeypatch: pytest.Mo
 def test_the_query_is_decoded_once_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any number of @query-param components and signatures decode the query once."""
     decodes: list[str] = []
-    real = components_module._form_decode
+    real = components_module._form_normal
     monkeypatch.setattr(
-        components_module, "_form_decode", lambda text: decodes.append(text) or real(text)
+        components_module, "_form_normal", lambda text: decodes.append(text) or real(text)
     )
     query = "&".join(f"q{i}={i}" for i in range(50))
     covered = " ".join(f'"@query-param";name="q{i}"' for i in range(30)) + ' "@method" "@path"'
@@ -161,7 +163,7 @@ def test_a_signature_over_the_target_uri_as_sent_verifies() -> None:
 def test_the_covered_size_cap_holds_for_the_whole_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Four signatures, each under the cap with its own 10 KB field: refused before the
+    """Four signatures, each under the cap with its own 5 KB field: refused before the
     third field is parsed, because the cap counts every signature's sources together."""
     parsed: list[str] = []
     real = components_module._sfv.parse_dictionary
@@ -172,7 +174,7 @@ def test_the_covered_size_cap_holds_for_the_whole_request(
         return real(value, **kwargs)
 
     monkeypatch.setattr(components_module._sfv, "parse_dictionary", counting)
-    fields = [(f"x-d{i}", "m=1" + ", c=3" * 2000) for i in range(4)]
+    fields = [(f"x-d{i}", "m=1" + ", c=3" * 1000) for i in range(4)]
     si = ", ".join(
         f'sig{i}=("@method" "@path" "x-d{i}";key="m");keyid="{KEY.key_id}";created={REFERENCE_NOW}'
         for i in range(4)
@@ -217,3 +219,11 @@ def test_non_ascii_is_never_folded_into_ascii(where: str) -> None:
     assert verify("POST", "https://hooks.example/w", [*headers[:2], ("x-hook", "1")], b"",
                   keys=KEYS, now=REFERENCE_NOW, policy=POLICY)  # fmt: skip
     assert reason(url, headers) in ("malformed_header", "component_unavailable", "bad_signature")
+
+
+@settings(max_examples=2000)
+@given(text=st.text(alphabet="aZ09*-._~+% =&/\u00e9\u20ac", max_size=12) | st.text(max_size=8))
+def test_form_normal_skips_only_text_the_round_trip_leaves_alone(text: str) -> None:
+    """The shortcut for safe text gives exactly RFC 9421 §2.2.8's decode-then-encode."""
+    expected = components_module._form_encode(components_module._form_decode(text))
+    assert components_module._form_normal(text) == expected
