@@ -164,7 +164,7 @@ def test_the_covered_size_cap_holds_for_the_whole_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Four signatures, each under the cap with its own 5 KB field: refused before the
-    third field is parsed, because the cap counts every signature's sources together."""
+    second field is parsed, because the cap counts every signature's sources together."""
     parsed: list[str] = []
     real = components_module._sfv.parse_dictionary
 
