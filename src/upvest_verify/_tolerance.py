@@ -34,7 +34,14 @@ from collections.abc import Sequence
 from ._components import Component
 from ._result import Layout, Reconstruction
 
-__all__ = ["PATH_DECODABLE", "QUERY_DECODABLE", "alternatives", "comma_spaced", "percent_decoded"]
+__all__ = [
+    "PATH_DECODABLE",
+    "QUERY_DECODABLE",
+    "alternatives",
+    "any_comma_spaced",
+    "comma_spaced",
+    "percent_decoded",
+]
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Printable characters that may not appear raw in a URI, so cannot be confused with
@@ -79,6 +86,22 @@ def comma_spaced(value: str) -> str | None:
             out.append(" ")
             changed = True
     return "".join(out) if changed else None
+
+
+def any_comma_spaced(values: Sequence[str]) -> bool:
+    """Whether :func:`comma_spaced` would change any of ``values`` (one regex search first).
+
+    Args:
+        values: Trimmed field values.
+
+    Returns:
+        ``True`` when some value has a comma outside a quoted string not followed by
+        whitespace.
+    """
+    # "\0" ends each value, so a trailing comma counts as bare, as comma_spaced has it.
+    if _BARE_COMMA.search("\0".join(values) + "\0") is None:
+        return False
+    return any(comma_spaced(value) is not None for value in values)
 
 
 def percent_decoded(text: str, decodable: frozenset[str]) -> str | None:

@@ -15,6 +15,7 @@ from upvest_verify import KeySet, Policy, VerificationError, verify
 from upvest_verify._tolerance import (
     PATH_DECODABLE,
     QUERY_DECODABLE,
+    any_comma_spaced,
     comma_spaced,
     percent_decoded,
 )
@@ -231,3 +232,10 @@ def test_every_candidate_counts_against_the_verification_budget(
         policy = Policy(require_digest=False, require_query=False, max_verifications=budget)
         assert run(tampered_url, tampered, policy) == "bad_signature"
         assert len(calls) == budget  # 2 layouts x (exact, comma, decoded, both) = 6 candidates
+
+
+@settings(max_examples=2000)
+@given(values=st.lists(LIST_TEXT.map(lambda v: v.strip(" \t")), max_size=4))
+def test_any_comma_spaced_is_comma_spaced_over_the_values(values: list[str]) -> None:
+    """The one-search shortcut agrees with comma_spaced value by value."""
+    assert any_comma_spaced(values) is any(comma_spaced(v) is not None for v in values)
