@@ -336,6 +336,11 @@ def verify_message(
         paired, lambda label: inputs[label][1].get("keyid"), keys.__contains__, policy
     ):
         try:
+            # Once the request's covered budget is spent, every later signature would be
+            # refused for it: refuse before validating its components (K9).
+            spent = covered_size_error(budget.covered, 0, policy)
+            if spent is not None:
+                raise spent
             sig = _candidate(label, inputs[label], signatures[label], policy)
             chosen = choose_layouts(policy, version, sig.coverage, layouts)
             return _verify_one(message, body, hasher, sig, keys, now, policy, chosen, budget)

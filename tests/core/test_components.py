@@ -227,3 +227,20 @@ def test_form_normal_skips_only_text_the_round_trip_leaves_alone(text: str) -> N
     """The shortcut for safe text gives exactly RFC 9421 §2.2.8's decode-then-encode."""
     expected = components_module._form_encode(components_module._form_decode(text))
     assert components_module._form_normal(text) == expected
+
+
+def test_signatures_after_the_covered_budget_is_spent_are_not_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four signatures over a query above the cap: one component list validated, not four."""
+    import upvest_verify._verify as verify_module
+
+    validated: list[object] = []
+    real = verify_module.coverage_of
+    monkeypatch.setattr(verify_module, "coverage_of", lambda *a: validated.append(a) or real(*a))
+    query = "&".join(f"q{i}=v{i}" for i in range(2000))
+    covered = '"@method" "@path" "@query"' + "".join(
+        f' "@query-param";name="q{i}"' for i in range(20)
+    )
+    assert reason(f"{URL}?{query}", hostile(covered, [], labels=4)) == "malformed_header"
+    assert len(validated) == 1
