@@ -11,14 +11,24 @@ provider for a rate-limited refresh only when a ``keyid`` is unknown. A
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._keyset import KeySet
+    from ._result import Event
     from .jwks import FetchResult
+    from .ledger import Claim, ProcessReport
 
-__all__ = ["AsyncKeyProvider", "AsyncKeySource", "Clock", "KeyProvider", "KeySource"]
+__all__ = [
+    "AsyncKeyProvider",
+    "AsyncKeySource",
+    "AsyncLedger",
+    "Clock",
+    "KeyProvider",
+    "KeySource",
+    "Ledger",
+]
 
 Clock = Callable[[], float]
 """A wall clock in Unix seconds, like :func:`time.time`."""
@@ -102,4 +112,41 @@ class AsyncKeySource(KeySource, Protocol):
         Returns:
             The document and its cache lifetime.
         """
+        ...
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Protocol: an event ledger that lets each event be handled once (blocking).
+
+    Implemented by :class:`~upvest_verify.ledger.MemoryLedger`,
+    :class:`~upvest_verify.ledger.SQLiteLedger` and
+    :class:`~upvest_verify.ledger.RedisLedger`.
+    """
+
+    def claim(self, event_id: str) -> Claim | None:
+        """Lease ``event_id`` to this worker.
+
+        Returns:
+            The claim, or ``None`` when the event is done or another worker holds it.
+        """
+        ...
+
+    def process(self, events: Iterable[Event], handle: Callable[[Event], object]) -> ProcessReport:
+        """Claim, handle and complete each event in order; release it if ``handle`` raises."""
+        ...
+
+
+@runtime_checkable
+class AsyncLedger(Protocol):
+    """Protocol: the event ledger's async twin, which never blocks the event loop."""
+
+    async def aclaim(self, event_id: str) -> Claim | None:
+        """Lease ``event_id`` to this worker, like :meth:`Ledger.claim`."""
+        ...
+
+    async def aprocess(
+        self, events: Iterable[Event], handle: Callable[[Event], Awaitable[object]]
+    ) -> ProcessReport:
+        """Like :meth:`Ledger.process`, with an async handler."""
         ...
