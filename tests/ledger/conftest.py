@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ledger_support import run_redis_server
+from ledger_support import LedgerFactory, run_redis_server
 
 from upvest_verify.ledger import BaseLedger, MemoryLedger, SQLiteLedger
-
-LedgerFactory = Callable[..., BaseLedger]
 
 
 @pytest.fixture(scope="session")

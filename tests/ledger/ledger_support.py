@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,9 @@ import pytest
 from upvest_verify import Event
 from upvest_verify.ledger import BaseLedger, MemoryLedger, SQLiteLedger
 from upvest_verify.testing import sample_events
+
+LedgerFactory = Callable[..., BaseLedger]
+"""The ``make_ledger`` fixture: builds a ledger of the backend under test."""
 
 BOUND = 15.0
 """Seconds any wait in these tests may last; a bound, never a speed assertion."""

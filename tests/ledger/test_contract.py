@@ -7,9 +7,8 @@ import time
 from collections import Counter
 
 import pytest
-from ledger_support import make_events
+from ledger_support import LedgerFactory, make_events
 
-from conftest import LedgerFactory
 from upvest_verify import Event
 from upvest_verify.ledger import (
     MAX_EVENT_ID_LENGTH,
