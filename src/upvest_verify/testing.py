@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from .errors import VerificationError
 from .signing import SignedRequest, SigningKey, digest_fields, sign_request
 
 __all__ = [
+    "ManualClock",
     "SignedWebhook",
     "SigningKey",
     "generate_key",
@@ -44,6 +46,49 @@ __all__ = [
     "sample_events",
     "sign_webhook",
 ]
+
+
+class ManualClock:
+    """A clock your test moves by hand, for every ``clock``/``monotonic`` argument.
+
+    ``JWKSCache(..., monotonic=clock)``, ``Verifier(..., clock=clock)`` and the ledgers'
+    ``clock=`` take it, so TTLs, cooldowns, leases and time windows never need sleeping.
+    Thread-safe.
+
+    Example::
+
+        clock = ManualClock(1_700_000_000)
+        verifier = Verifier(make_key_set(key), clock=clock)
+        clock.advance(301)  # five minutes later
+
+    Args:
+        start: The first time it reads, in seconds.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    @property
+    def now(self) -> float:
+        """The time it reads; settable."""
+        with self._lock:
+            return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        with self._lock:
+            self._now = float(value)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        with self._lock:
+            self._now += seconds
+
 
 # The emulator's tenant: every signed webhook names the same client.
 _CLIENT_ID = "c3b6a1ab-0f76-4b6b-9b77-b1f4a3a7c2e1"

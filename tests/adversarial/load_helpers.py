@@ -54,6 +54,7 @@ from typing import Any
 
 from upvest_verify import KeySet, Policy, VerificationError, Verifier
 from upvest_verify.jwks import FetchResult, JWKSCache, URLKeySource
+from upvest_verify.testing import ManualClock as FakeClock
 from upvest_verify.testing import SigningKey, generate_key, make_jwks, sign_webhook
 
 # Every wait is bounded by this; it is reached only when something is broken.
@@ -84,23 +85,6 @@ ANY_REJECT = "rejected"  # any VerificationError reason is allowed
 
 
 # ---- clocks ----------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A monotonic clock moved by hand (thread-safe); TTLs and cooldowns never need sleeping."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
-        with self._lock:
-            self._now += seconds
 
 
 def wait_until(predicate: Callable[[], bool], bound: float = BOUND) -> bool:

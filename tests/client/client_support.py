@@ -18,6 +18,7 @@ import httpx
 
 from upvest_verify.client import AsyncUpvestClient, RetryPolicy, UpvestClient
 from upvest_verify.signing import SigningKey
+from upvest_verify.testing import ManualClock as FakeClock  # noqa: F401  # re-exported
 
 TOKEN_PATH = "/auth/token"
 
@@ -88,19 +89,6 @@ class Recorder:
 
     def api_requests(self) -> list[Seen]:
         return [s for s in self.seen if s.path != TOKEN_PATH]
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Sleeps:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from upvest_verify.testing import ManualClock as FakeClock  # noqa: F401  # re-exported
+
 # Upper bound for every wait in these tests: reached only when something is broken.
 BOUND = 10.0
 
@@ -66,23 +68,6 @@ def make_key(kid: str | None = None, crv: str = "P-521") -> JWKKey:
 def jwks(*keys: JWKKey) -> dict[str, Any]:
     """A JWKS document holding these keys."""
     return {"keys": [k.jwk for k in keys]}
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (thread-safe)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        with self._lock:
-            self._now += seconds
 
 
 def wait_until(predicate: Callable[[], bool], bound: float = BOUND) -> bool:

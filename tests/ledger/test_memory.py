@@ -10,15 +10,8 @@ from ledger_support import BOUND, Target, make_events, run_workers
 
 from upvest_verify import Event
 from upvest_verify.ledger import ClaimLost, MemoryLedger
+from upvest_verify.testing import ManualClock as FakeClock
 from upvest_verify.testing import sample_events
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_lease_expires_on_the_clock() -> None:

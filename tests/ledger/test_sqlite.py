@@ -11,14 +11,7 @@ import pytest
 from ledger_support import Target, check_each_event_exactly_once, check_takeover_after_a_crash
 
 from upvest_verify.ledger import Acquired, LedgerUnavailable, SQLiteLedger
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from upvest_verify.testing import ManualClock as FakeClock
 
 
 def rows(path: Path) -> list[tuple[str, str | None, float]]:
@@ -41,7 +34,7 @@ def test_file_and_table_are_created_on_first_use(tmp_path: Path) -> None:
 
 
 def test_rows_hold_token_then_done(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000)
     path = tmp_path / "l.sqlite3"
     ledger = SQLiteLedger(path, lease=30, retention=1000, clock=clock)
     claim = ledger.claim("evt")
@@ -53,7 +46,7 @@ def test_rows_hold_token_then_done(tmp_path: Path) -> None:
 
 
 def test_purge_deletes_old_completed_rows_in_batches(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000)
     path = tmp_path / "l.sqlite3"
     ledger = SQLiteLedger(path, lease=1000, retention=100, purge_interval=50, clock=clock)
     for i in range(2500):
@@ -71,7 +64,7 @@ def test_purge_deletes_old_completed_rows_in_batches(tmp_path: Path) -> None:
 
 
 def test_claims_purge_automatically_after_the_interval(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000)
     path = tmp_path / "l.sqlite3"
     ledger = SQLiteLedger(path, retention=10, purge_interval=60, clock=clock)
     for i in range(3):
