@@ -12,6 +12,7 @@ import base64
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from . import _sfv
@@ -47,6 +48,8 @@ _KNOWN_DERIVED = REQUEST_DERIVED | RESPONSE_DERIVED
 # RFC 9421 §2.1: parameters a component identifier may carry; anything else is an error.
 _FIELD_PARAMS = frozenset({"sf", "key", "bs", "req", "tr"})
 _DERIVED_PARAMS = frozenset({"req"})
+
+_T = TypeVar("_T")
 
 # Field names (RFC 9110 §5.1 token) in lower case; RFC 9421 §2.1 requires lower case.
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -196,7 +199,7 @@ def _combined(lines: list[str]) -> str:
     return ", ".join((_OBS_FOLD.sub(" ", v) if "\n" in v else v).strip(" \t") for v in lines)
 
 
-def _memo(message: Message, key: tuple[str, str], work: Callable[[], str]) -> str:
+def _memo(message: Message, key: tuple[str, str], work: Callable[[], _T]) -> _T:
     # Each field is combined, parsed and re-serialised at most once per message, however
     # many components and signatures cover it (K9). A failure is remembered too.
     memo = message.memo
@@ -212,17 +215,13 @@ def _memo(message: Message, key: tuple[str, str], work: Callable[[], str]) -> st
 
 
 def _dictionary(message: Message, name: str, value: str) -> _sfv.Dictionary:
-    key = ("dictionary", name)
-    memo = message.memo
-    if key not in memo:
+    def work() -> _sfv.Dictionary:
         try:
-            memo[key] = _sfv.parse_dictionary(value)
+            return _sfv.parse_dictionary(value)
         except _sfv.SFError as e:
-            memo[key] = _unavailable(f"field {name!r} is not a dictionary: {e}")
-    found = memo[key]
-    if isinstance(found, VerificationError):
-        raise found.with_traceback(None)
-    return found  # type: ignore[no-any-return]
+            raise _unavailable(f"field {name!r} is not a dictionary: {e}") from None
+
+    return _memo(message, ("dictionary", name), work)
 
 
 def _structured(message: Message, name: str, kind: str, value: str) -> str:
