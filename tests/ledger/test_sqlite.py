@@ -11,6 +11,7 @@ import pytest
 from ledger_support import Target, check_each_event_exactly_once, check_takeover_after_a_crash
 
 from upvest_verify.ledger import Acquired, LedgerUnavailable, SQLiteLedger
+from upvest_verify.ledger._sqlite import _enable_wal
 from upvest_verify.testing import ManualClock as FakeClock
 
 
@@ -124,3 +125,41 @@ def test_four_processes_handle_each_event_exactly_once(tmp_path: Path) -> None:
 
 def test_a_dead_workers_event_is_taken_over_after_the_lease(tmp_path: Path) -> None:
     check_takeover_after_a_crash(Target("sqlite", str(tmp_path / "shared.sqlite3"), lease=0.6))
+
+
+class _Rows:
+    def __init__(self, *rows: tuple[str]) -> None:
+        self._rows = list(rows)
+
+    def fetchone(self) -> tuple[str]:
+        return self._rows[0]
+
+
+class _BusySwitch:
+    """A connection whose switch to WAL is refused as locked a few times (another process
+    is switching the same new file), as SQLite does without calling its busy handler."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.mode = "delete"
+        self.switches = 0
+
+    def execute(self, sql: str) -> _Rows:
+        if sql == "PRAGMA journal_mode":
+            return _Rows((self.mode,))
+        self.switches += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise sqlite3.OperationalError("database is locked")
+        self.mode = "wal"
+        return _Rows(("wal",))
+
+
+def test_switching_a_new_file_to_wal_retries_while_another_process_switches_it() -> None:
+    """Several processes opening one new file: "locked" on the switch is retried, not raised."""
+    conn = _BusySwitch(refusals=3)
+    _enable_wal(conn, timeout=5)  # type: ignore[arg-type]
+    assert (conn.mode, conn.switches) == ("wal", 4)
+    stubborn = _BusySwitch(refusals=10**6)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enable_wal(stubborn, timeout=0.05)  # type: ignore[arg-type]

@@ -66,6 +66,25 @@ _SQL = {
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode (once per file), waiting up to ``timeout`` seconds.
+
+    Switching the journal mode needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without the busy handler, when several processes open a new file
+    together; so the switch is retried, and skipped when another process already made it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteLedger(BaseLedger):
     """A ledger stored in an SQLite database file.
 
@@ -136,7 +155,7 @@ class SQLiteLedger(BaseLedger):
             )
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(conn, self._busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(self._sql["create"])
                 conn.execute(self._sql["index"])
