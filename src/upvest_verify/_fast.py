@@ -247,7 +247,45 @@ def _plan(head: str) -> _Plan | Literal[False]:
     return result
 
 
-def _header_dict(headers: object) -> dict[str, str] | None:
+class _Latin1Fields:
+    """ASGI's field lines (lower-case ``bytes`` names, distinct) read as ``str``.
+
+    Only the few fields the fast path reads are decoded, each as ISO-8859-1 like
+    :func:`~upvest_verify._message.field_text` does, instead of every line of the
+    request up front.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[bytes, Any]) -> None:
+        self._raw = raw
+
+    def get(self, name: str) -> str | None:
+        value = self._raw.get(name.encode("ascii"))
+        return None if value is None else str(value, "latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        return str(self._raw[name.encode("ascii")], "latin-1")
+
+
+_Fields = dict[str, str] | _Latin1Fields
+
+
+def _bytes_fields(fields: dict[Any, Any], count: int) -> _Latin1Fields | None:
+    # Every name and value bytes-like (the joins prove it; a bytearray name cannot
+    # be a dict key, a read-only memoryview one hashes and compares like bytes),
+    # names lower-case ASCII and distinct: the shape ASGI servers hand over.
+    try:
+        names = b"".join(fields)
+        b"".join(fields.values())
+    except TypeError:
+        return None
+    if len(fields) != count or not names.isascii() or names.lower() != names:
+        return None
+    return _Latin1Fields(fields)
+
+
+def _header_dict(headers: object) -> _Fields | None:
     # The field lines as one dict, when its lower-cased names are all distinct (the
     # strict path combines repeated lines). Adapters pass lists of lower-case str
     # pairs, so the usual case is one dict() and two C-level joins, which also prove
@@ -276,7 +314,11 @@ def _header_dict(headers: object) -> dict[str, str] | None:
         names = "".join(fields)
         "".join(fields.values())
     except TypeError:
-        # Not all str (bytes from an ASGI scope): group the lines as the strict path does.
+        # Not all str: bytes from an ASGI scope are read lazily; mixed types are
+        # grouped the way the strict path does.
+        raw = _bytes_fields(fields, len(pairs))
+        if raw is not None:
+            return raw
         try:
             grouped = normalise_fields(pairs)
         except TypeError:

@@ -333,6 +333,9 @@ def test_fast_path_takes_any_component_order(components: list[str], dialect: str
         pytest.param(dict, id="dict"),
         pytest.param(lambda h: MultiMapping([(k.title(), v) for k, v in h]), id="mapping"),
         pytest.param(lambda h: [(k.encode(), v.encode()) for k, v in h], id="asgi-bytes"),
+        pytest.param(
+            lambda h: [(k.encode(), memoryview(v.encode())) for k, v in h], id="memoryview-values"
+        ),
         pytest.param(lambda h: [(k.upper(), v) for k, v in h], id="upper-case"),
     ],
 )
@@ -545,3 +548,20 @@ def test_the_usual_parameters_regex_bounds_keyid_as_check_params_does(
     else:
         accepted = True
     assert accepted is admitted
+
+
+@pytest.mark.parametrize("where", ["signature-input", "signature", "content-digest"])
+def test_bytes_fields_with_non_ascii_are_refused_like_the_strict_path(where: str) -> None:
+    """A Latin-1 byte in a covered ASGI field line is decoded, then refused, on both paths."""
+    s = sign_webhook(b"{}", key=KEY, created=REFERENCE_NOW, dialect="rfc9421")
+    headers = [
+        (k.encode(), v.encode() + (b"\xe9" if k.lower() == where else b"")) for k, v in s.headers
+    ]
+    outcomes = []
+    for enabled in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fast_module, "ENABLED", enabled)
+            with pytest.raises(VerificationError) as caught:
+                verify(s.method, s.url, headers, s.body, keys=KEYS, now=REFERENCE_NOW)
+            outcomes.append(caught.value.reason)
+    assert outcomes[0] == outcomes[1]
