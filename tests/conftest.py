@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,15 @@ def shared_vectors(*parts: str) -> Path:
 def reference_now() -> int:
     """The fixed Unix time all time-window tests run at."""
     return REFERENCE_NOW
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of one redis-server on a free 127.0.0.1 port, shared by the session's tests."""
+    from redis_support import run_redis_server
+
+    with run_redis_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._keyset import KeySet
-    from ._result import Event
+    from ._result import Event, VerifiedWebhook
     from .jwks import FetchResult
     from .ledger import Claim, ProcessReport
 
@@ -28,6 +28,7 @@ __all__ = [
     "KeyProvider",
     "KeySource",
     "Ledger",
+    "ReplayStore",
 ]
 
 Clock = Callable[[], float]
@@ -149,4 +150,33 @@ class AsyncLedger(Protocol):
         self, events: Iterable[Event], handle: Callable[[Event], Awaitable[object]]
     ) -> ProcessReport:
         """Like :meth:`Ledger.process`, with an async handler."""
+        ...
+
+
+@runtime_checkable
+class ReplayStore(Protocol):
+    """Protocol: remembers handled signatures so that a replay within its window is refused.
+
+    Implemented by :class:`~upvest_verify.ledger.MemoryReplayStore`,
+    :class:`~upvest_verify.ledger.SQLiteReplayStore` and
+    :class:`~upvest_verify.ledger.RedisReplayStore` (subclasses of
+    :class:`~upvest_verify.ledger.BaseReplayStore`). A store that cannot answer
+    raises (by convention :class:`~upvest_verify.ledger.LedgerUnavailable`); the
+    verifier never treats a failure as "not seen".
+    """
+
+    def seen(self, webhook: VerifiedWebhook) -> bool:
+        """Whether the signature that verified ``webhook`` is remembered."""
+        ...
+
+    def record(self, webhook: VerifiedWebhook, *, until: float) -> None:
+        """Remember that signature until ``until`` (Unix seconds)."""
+        ...
+
+    async def aseen(self, webhook: VerifiedWebhook) -> bool:
+        """:meth:`seen` without blocking the event loop."""
+        ...
+
+    async def arecord(self, webhook: VerifiedWebhook, *, until: float) -> None:
+        """:meth:`record` without blocking the event loop."""
         ...

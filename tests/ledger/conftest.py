@@ -1,4 +1,4 @@
-"""Fixtures: a real redis-server for the session, and a ledger factory over every backend."""
+"""Fixtures: a ledger factory over every backend (``redis_url`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ledger_support import LedgerFactory, run_redis_server
+from ledger_support import LedgerFactory
 
 from upvest_verify.ledger import BaseLedger, MemoryLedger, SQLiteLedger
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """The URL of a redis-server on a free 127.0.0.1 port, stopped after the session."""
-    with run_redis_server() as url:
-        yield url
 
 
 @pytest.fixture

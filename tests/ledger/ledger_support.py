@@ -6,26 +6,35 @@ processes (not a test module itself).
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+# The redis-server helpers live in tests/redis_support.py (the documentation tests start
+# one too); re-exported here for the ledger tests.
+from redis_support import free_port, run_redis_server  # noqa: F401
 from upvest_verify import Event
-from upvest_verify.ledger import BaseLedger, MemoryLedger, SQLiteLedger
+from upvest_verify.ledger import (
+    BaseLedger,
+    BaseReplayStore,
+    MemoryLedger,
+    MemoryReplayStore,
+    SQLiteLedger,
+    SQLiteReplayStore,
+)
 from upvest_verify.testing import sample_events
 
 LedgerFactory = Callable[..., BaseLedger]
 """The ``make_ledger`` fixture: builds a ledger of the backend under test."""
+
+ReplayStoreFactory = Callable[..., BaseReplayStore]
+"""The ``make_store`` fixture: builds a replay store of the backend under test."""
 
 BOUND = 15.0
 """Seconds any wait in these tests may last; a bound, never a speed assertion."""
@@ -48,56 +57,6 @@ def wait_until(condition: Any, what: str, timeout: float = BOUND) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {timeout} s")
         time.sleep(0.02)
-
-
-# --------------------------------------------------------------------------- redis-server
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free an instant ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def run_redis_server() -> Iterator[str]:
-    """Start ``redis-server`` on a free loopback port without persistence; yield its URL.
-
-    Skips when the binary or redis-py is missing.
-    """
-    redis = pytest.importorskip("redis", reason="redis-py is not installed (extra 'redis')")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found on PATH")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        deadline = time.monotonic() + BOUND
-        while True:
-            if process.poll() is not None:
-                errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                pytest.fail(f"redis-server exited: {errors}")
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.02)
-        client.close()
-        yield url
-    finally:
-        process.terminate()
-        process.communicate(timeout=BOUND)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -197,6 +156,19 @@ def run_workers(
     return Outcome(handled, reports, [p.exitcode for p in processes], died_at)
 
 
+def open_replay_store(
+    kind: str, location: str = "", namespace: str = "upvest", **options: Any
+) -> BaseReplayStore:
+    """A replay store of ``kind`` ("memory", "sqlite" or "redis") at ``location``."""
+    if kind == "sqlite":
+        return SQLiteReplayStore(location, **options)
+    if kind == "redis":
+        from upvest_verify.ledger import RedisReplayStore
+
+        return RedisReplayStore.from_url(location, namespace=namespace, **options)
+    return MemoryReplayStore(**options)
+
+
 # --------------------------------------------------------------------------- shared scenarios
 
 
@@ -251,3 +223,78 @@ def check_takeover_after_a_crash(target: Target, events: int = 6) -> None:
     assert Counter(handled).most_common(1)[0][1] == 1
     assert {ledger.acquire(i) for i in all_ids} == {"done"}
     ledger.close()
+
+
+# --------------------------------------------------------------------------- inbox workers
+
+
+def open_inbox(target: Target) -> Any:
+    """The ledger a worker process runs ``work()`` on (an ``InboxLedger``)."""
+    from upvest_verify.ledger import InboxLedger
+
+    ledger = open_ledger(target)
+    assert isinstance(ledger, InboxLedger)
+    return ledger
+
+
+def _inbox_worker(
+    target: Target, log_dir: str, index: int, barrier: Any, die_on: str | None, idle: float
+) -> None:
+    ledger = open_inbox(target)
+    with open(os.path.join(log_dir, f"worker-{index}.log"), "a", buffering=1) as log:
+
+        def handle(event: Event) -> None:
+            start = time.time()
+            if event.id == die_on:
+                log.write(f"dying {event.id} {start}\n")  # line-buffered: written now
+                os._exit(17)
+            time.sleep(0.001)  # long enough for the workers to interleave
+            log.write(f"ran {event.id} {event.webhook_id} {start} {time.time()} {index}\n")
+
+        barrier.wait(BOUND)
+        report = ledger.work(handle, idle_timeout=idle)
+        ledger.close()
+        log.write(f"report {index} {report.handled} {report.failed} {report.lost}\n")
+
+
+@dataclass(frozen=True)
+class InboxRun:
+    """What inbox worker processes did, read back from their logs."""
+
+    runs: list[tuple[str, str, float, float, int]]  # event id, webhook id, start, end, worker
+    exit_codes: list[int | None]
+    died_at: float | None  # wall clock when a worker died inside the handler
+
+
+def run_inbox_workers(
+    target: Target, log_dir: str, workers: int, die_on: str | None = None, idle: float = 1.0
+) -> InboxRun:
+    """Run ``workers`` spawned processes of ``ledger.work()`` until each is idle for ``idle`` s."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    processes = [
+        ctx.Process(target=_inbox_worker, args=(target, log_dir, i, barrier, die_on, idle))
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(BOUND * 4)
+        if process.is_alive():
+            process.kill()
+            process.join(BOUND)
+    runs: list[tuple[str, str, float, float, int]] = []
+    died_at = None
+    for i in range(workers):
+        path = os.path.join(log_dir, f"worker-{i}.log")
+        if not os.path.exists(path):
+            continue
+        with open(path) as log:
+            for line in log:
+                kind, *fields = line.split()
+                if kind == "ran":
+                    event_id, webhook_id, start, end, index = fields
+                    runs.append((event_id, webhook_id, float(start), float(end), int(index)))
+                elif kind == "dying":
+                    died_at = float(fields[1])
+    return InboxRun(sorted(runs, key=lambda run: run[2]), [p.exitcode for p in processes], died_at)

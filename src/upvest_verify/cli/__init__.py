@@ -3,7 +3,8 @@
 Commands: ``demo`` (the whole flow on this machine), ``verify`` (a captured request),
 ``sandbox`` (run the emulator), ``trigger`` (emit an event on a running emulator),
 ``webhooks`` and ``keys`` (the management API), ``listen`` (receive webhooks through
-Upvest's relay, verify them and forward them to a local receiver). ``demo``,
+Upvest's relay, verify them and forward them to a local receiver), ``work`` (handle
+the events an endpoint enqueued in a ledger's inbox). ``demo``,
 ``sandbox`` and ``trigger`` need the ``sandbox`` extra, ``webhooks``, ``keys`` and
 ``listen`` the ``client`` extra; each says so when it is missing.
 """
@@ -34,6 +35,7 @@ else:
     from .sandbox import sandbox_command, trigger_command
     from .verify import verify_command
     from .webhooks import keys_command, webhooks_group
+    from .work import work_command
 
     @click.group()
     @click.version_option(__version__, prog_name="upvest-verify")
@@ -48,6 +50,7 @@ else:
         webhooks_group,
         keys_command,
         listen_command,
+        work_command,
     ):
         cli.add_command(_command)
 

@@ -229,6 +229,11 @@ class BaseLedger(abc.ABC):
 
     __slots__ = ()
 
+    @property
+    @abc.abstractmethod
+    def retention(self) -> float:
+        """Seconds a completed event id is remembered (a retry later than that runs again)."""
+
     @abc.abstractmethod
     def acquire(self, event_id: str) -> Acquired:
         """Claim ``event_id``, or say why not.

@@ -3,7 +3,8 @@
 Nothing is shared with other processes and nothing survives a restart; use it in
 tests and single-process apps. Completed ids are remembered for the retention and
 dropped in completion order, a bounded number per call, so memory stays bounded
-by the completion rate times the retention.
+by the completion rate times the retention. Its inbox (``enqueue``/``work``) is
+:class:`~upvest_verify.ledger._inbox_memory.MemoryInbox`, under the same lock.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from ._claim import (
     DEFAULT_LEASE,
     DEFAULT_RETENTION,
     Acquired,
-    BaseLedger,
     Claim,
     check_duration,
     check_event_id,
 )
+from ._inbox import InboxLedger
+from ._inbox_memory import MemoryInbox
+from ._inbox_store import InboxStore
 
 __all__ = ["MemoryLedger"]
 
@@ -30,7 +33,7 @@ PURGE_BATCH = 1000
 """At most this many expired completed ids are dropped per claim."""
 
 
-class MemoryLedger(BaseLedger):
+class MemoryLedger(InboxLedger):
     """A thread-safe ledger held in this process's memory.
 
     Args:
@@ -39,7 +42,7 @@ class MemoryLedger(BaseLedger):
         clock: Monotonic seconds; injectable for tests.
     """
 
-    __slots__ = ("_clock", "_done", "_lease", "_leases", "_lock", "_retention")
+    __slots__ = ("_clock", "_done", "_inbox_store", "_lease", "_leases", "_lock", "_retention")
 
     def __init__(
         self,
@@ -54,9 +57,15 @@ class MemoryLedger(BaseLedger):
         self._lock = threading.Lock()
         self._leases: dict[str, tuple[str, float]] = {}  # id -> (token, lease end)
         self._done: OrderedDict[str, float] = OrderedDict()  # id -> forget-at, oldest first
+        self._inbox_store = MemoryInbox(self)
 
     def __repr__(self) -> str:
         return f"MemoryLedger(lease={self._lease}, retention={self._retention})"
+
+    @property
+    def retention(self) -> float:
+        """Seconds a completed id is remembered."""
+        return self._retention
 
     def __len__(self) -> int:
         """The number of ids held: live or expired leases and remembered completions."""
@@ -78,21 +87,32 @@ class MemoryLedger(BaseLedger):
         with self._lock:
             return self._purge(self._clock(), len(self._done))
 
+    def _inbox(self) -> InboxStore:
+        return self._inbox_store
+
     def acquire(self, event_id: str) -> Acquired:
         check_event_id(event_id)
         with self._lock:
-            now = self._clock()
-            self._purge(now, PURGE_BATCH)
-            forget_at = self._done.get(event_id)
-            if forget_at is not None:
-                if forget_at > now:
-                    return "done"
-                del self._done[event_id]
-            current = self._leases.get(event_id)
-            if current is not None and current[1] > now:
-                return "held"
-            token = secrets.token_hex(16)
-            self._leases[event_id] = (token, now + self._lease)
+            return self._acquire_locked(event_id, self._clock())
+
+    def _is_done(self, event_id: str, now: float) -> bool:
+        # Called with the lock held.
+        forget_at = self._done.get(event_id)
+        return forget_at is not None and forget_at > now
+
+    def _acquire_locked(self, event_id: str, now: float) -> Acquired:
+        # Called with the lock held; shared with the inbox.
+        self._purge(now, PURGE_BATCH)
+        forget_at = self._done.get(event_id)
+        if forget_at is not None:
+            if forget_at > now:
+                return "done"
+            del self._done[event_id]
+        current = self._leases.get(event_id)
+        if current is not None and current[1] > now:
+            return "held"
+        token = secrets.token_hex(16)
+        self._leases[event_id] = (token, now + self._lease)
         return Claim(event_id, token, self)
 
     async def aacquire(self, event_id: str) -> Acquired:
@@ -100,19 +120,18 @@ class MemoryLedger(BaseLedger):
 
     def settle(self, event_id: str, token: str, *, done: bool) -> bool:
         with self._lock:
-            now = self._clock()
-            current = self._leases.get(event_id)
-            if (
-                current is None
-                or current[1] <= now
-                or not secrets.compare_digest(current[0], token)
-            ):
-                return False
-            del self._leases[event_id]
-            if done:
-                self._done[event_id] = now + self._retention
-                self._done.move_to_end(event_id)
-            return True
+            return self._settle_locked(event_id, token, done, self._clock())
+
+    def _settle_locked(self, event_id: str, token: str, done: bool, now: float) -> bool:
+        # Called with the lock held; shared with the inbox.
+        current = self._leases.get(event_id)
+        if current is None or current[1] <= now or not secrets.compare_digest(current[0], token):
+            return False
+        del self._leases[event_id]
+        if done:
+            self._done[event_id] = now + self._retention
+            self._done.move_to_end(event_id)
+        return True
 
     async def asettle(self, event_id: str, token: str, *, done: bool) -> bool:
         return self.settle(event_id, token, done=done)

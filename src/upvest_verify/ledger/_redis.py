@@ -16,6 +16,9 @@ release are one ``EVALSHA`` each of a small Lua script that compares the owner
 token before it changes the key (the first use of a script on a server also
 loads it).
 
+The inbox (``enqueue``/``work``) keeps its queues under ``<namespace>:inbox:``; see
+:mod:`upvest_verify.ledger._inbox_redis` for its keys and round trips.
+
 Needs the ``redis`` extra: ``pip install 'upvest-verify[redis]'``.
 """
 
@@ -34,13 +37,15 @@ from ._claim import (
     DEFAULT_LEASE,
     DEFAULT_RETENTION,
     Acquired,
-    BaseLedger,
     Claim,
     LedgerError,
     LedgerUnavailable,
     check_duration,
     check_event_id,
 )
+from ._inbox import InboxLedger
+from ._inbox_redis import RedisInbox
+from ._inbox_store import InboxStore
 
 __all__ = ["RedisLedger"]
 
@@ -76,7 +81,7 @@ def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-class RedisLedger(BaseLedger):
+class RedisLedger(InboxLedger):
     """A ledger stored in Redis.
 
     Args:
@@ -92,6 +97,7 @@ class RedisLedger(BaseLedger):
         "_async_client",
         "_async_scripts",
         "_client",
+        "_inbox_store",
         "_lease_ms",
         "_namespace",
         "_options",
@@ -122,6 +128,7 @@ class RedisLedger(BaseLedger):
         self._async_scripts: tuple[Any, Any] | None = None
         self._url: str | None = None
         self._options: dict[str, Any] = {}
+        self._inbox_store = RedisInbox(self)
 
     @classmethod
     def from_url(
@@ -151,6 +158,14 @@ class RedisLedger(BaseLedger):
 
     def __repr__(self) -> str:
         return f"RedisLedger(namespace={self._namespace!r}, lease={self._lease_ms / 1000})"
+
+    @property
+    def retention(self) -> float:
+        """Seconds a completed id is remembered (the TTL of its ``done`` key)."""
+        return self._retention_ms / 1000
+
+    def _inbox(self) -> InboxStore:
+        return self._inbox_store
 
     def key(self, event_id: str) -> str:
         """The Redis key of ``event_id``: ``<namespace>:event:<event id>``."""

@@ -16,6 +16,9 @@ bounded batches, at most once per purge interval.
 
 Clocks: lease ends and retention use the wall clock (``time.time``) because
 several processes compare them; keep the host's clock synchronised.
+
+The inbox (``enqueue``/``work``) keeps two more tables in the same file, created on
+its first use; see :mod:`upvest_verify.ledger._inbox_sqlite`.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from ._claim import (
     DEFAULT_LEASE,
     DEFAULT_RETENTION,
     Acquired,
-    BaseLedger,
     Claim,
     LedgerUnavailable,
     check_duration,
     check_event_id,
 )
+from ._inbox import InboxLedger
+from ._inbox_sqlite import SQLiteInbox
+from ._inbox_store import InboxStore
 
 __all__ = ["SQLiteLedger"]
 
@@ -85,7 +90,7 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
 
 
-class SQLiteLedger(BaseLedger):
+class SQLiteLedger(InboxLedger):
     """A ledger stored in an SQLite database file.
 
     Args:
@@ -102,6 +107,7 @@ class SQLiteLedger(BaseLedger):
         "_busy_timeout",
         "_clock",
         "_conn",
+        "_inbox_store",
         "_lease",
         "_lock",
         "_next_purge",
@@ -135,6 +141,7 @@ class SQLiteLedger(BaseLedger):
         self._next_purge = 0.0
         # The table name is a checked identifier; values are always bound parameters.
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
+        self._inbox_store = SQLiteInbox(self, table)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self._path!r}, lease={self._lease}, retention={self._retention})"
@@ -143,6 +150,14 @@ class SQLiteLedger(BaseLedger):
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    @property
+    def retention(self) -> float:
+        """Seconds a completed id is remembered."""
+        return self._retention
+
+    def _inbox(self) -> InboxStore:
+        return self._inbox_store
 
     def _connection(self) -> sqlite3.Connection:
         # Called with the lock held.
