@@ -1,11 +1,22 @@
-"""``import upvest_verify`` pulls in no web framework, HTTP client or Redis."""
+"""``import upvest_verify`` pulls in no web framework, HTTP client, Redis or OpenTelemetry."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-FORBIDDEN = ("starlette", "fastapi", "flask", "django", "httpx", "redis", "anyio", "click", "rich")
+FORBIDDEN = (
+    "starlette",
+    "fastapi",
+    "flask",
+    "django",
+    "httpx",
+    "redis",
+    "anyio",
+    "click",
+    "rich",
+    "opentelemetry",  # imported when a Verifier or JWKSCache is built, never before
+)
 
 
 def test_core_import_is_framework_free() -> None:

@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import Reason, VerificationError
 
@@ -88,12 +87,29 @@ _DER_MAX: Final[dict[str, int]] = {
     "P-521": 3 + 2 * (2 + 66),  # 139
 }
 
-# Created once: building an ECDSA algorithm object costs about 2 µs per request otherwise.
-_ECDSA: Final[dict[str, ec.ECDSA]] = {
-    "P-521": ec.ECDSA(hashes.SHA512()),
-    "P-384": ec.ECDSA(hashes.SHA384()),
-    "P-256": ec.ECDSA(hashes.SHA256()),
+# The hash each ECDSA key type is used with.
+_HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
+    "P-521": hashes.SHA512,
+    "P-384": hashes.SHA384,
+    "P-256": hashes.SHA256,
 }
+# key type -> its ECDSA algorithm object, created with the first key of that type
+# and kept: building one costs about 2 µs per request otherwise, and the first one
+# imports OpenSSL's backend module (~5 ms), which loading a key set pays for rather
+# than importing this module or the first verification.
+_ECDSA: Final[dict[str, ec.ECDSA]] = {}
+
+
+def _ecdsa(key_type: str) -> ec.ECDSA | None:
+    """The ECDSA algorithm object for ``key_type``, or ``None`` for Ed25519."""
+    algorithm = _ECDSA.get(key_type)
+    if algorithm is None:
+        hash_type = _HASHES.get(key_type)
+        if hash_type is None:
+            return None
+        algorithm = _ECDSA.setdefault(key_type, ec.ECDSA(hash_type()))
+    return algorithm
+
 
 _CURVE_NAMES: Final[dict[str, str]] = {
     "P-521": ec.SECP521R1.name,
@@ -176,6 +192,7 @@ class VerifyingKey:
                 and self.public_key.curve.name == _CURVE_NAMES[self.key_type]
             ):
                 raise ValueError(f"key_type {self.key_type!r} needs an EC key on that curve")
+            _ecdsa(self.key_type)  # ready before the first verification with this key
         else:
             raise ValueError(f"unknown key_type {self.key_type!r}")
 
@@ -191,6 +208,10 @@ class VerifyingKey:
 
 
 def _spki(public_key: ec.EllipticCurvePublicKey | Ed25519PublicKey) -> bytes:
+    # Imported here: the serialization package costs more to import than all the
+    # rest of cryptography this module needs, and only hashing a key uses it.
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -292,6 +313,8 @@ def verify_signature(key: VerifyingKey, signature: bytes, message: bytes) -> boo
         malformed input (fail closed).
     """
     algorithm = _ECDSA.get(key.key_type)
+    if algorithm is None and key.key_type != "Ed25519":
+        algorithm = _ecdsa(key.key_type)  # a key built without __post_init__
     # Any, not cast(): cast() is a function call, and this runs once per request.
     public_key: Any = key.public_key
     try:

@@ -15,7 +15,6 @@ other keys stay usable and a signature naming the bad key fails with
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
@@ -26,7 +25,14 @@ from .errors import ConfigurationError, JWKSError, KeyNotFound, Reason
 
 __all__ = ["MAX_JWKS_BYTES", "MAX_KEYS", "KeySet"]
 
-logger = logging.getLogger("upvest_verify")
+
+def _warn(message: str, *args: object) -> None:
+    """Log a skipped or unusable key on the ``upvest_verify`` logger at WARNING."""
+    # logging is imported on the first warning: loading a clean key set never needs it.
+    import logging
+
+    logging.getLogger("upvest_verify").warning(message, *args)
+
 
 MAX_JWKS_BYTES: Final = 64 * 1024
 """Largest JWKS document accepted as ``str``/``bytes`` (threat-model.md §5 K2)."""
@@ -209,7 +215,7 @@ class KeySet(Mapping[str, VerifyingKey]):
                 key, why = None, str(e)
             if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
                 # Nothing to record it under: a signature cannot name this key anyway.
-                logger.warning(
+                _warn(
                     "skipping JWKS entry #%d without a usable kid: %s",
                     index,
                     why or "kid missing or invalid",
@@ -306,15 +312,15 @@ def _add(
         if kid in good:
             del good[kid]
             bad[kid] = f"{_DUPLICATE} (another entry is unusable: {why})"
-            logger.warning("kid %s is unusable: %s", _short(kid), bad[kid])
+            _warn("kid %s is unusable: %s", _short(kid), bad[kid])
         elif kid not in bad:
             bad[kid] = why or "unusable"
-            logger.warning("skipping JWK kid %s: %s", _short(kid), bad[kid])
+            _warn("skipping JWK kid %s: %s", _short(kid), bad[kid])
         return
     if kid in bad:
         if not bad[kid].startswith(_DUPLICATE):
             bad[kid] = f"{_DUPLICATE} (another entry is unusable: {bad[kid]})"
-            logger.warning("kid %s is unusable: %s", _short(kid), bad[kid])
+            _warn("kid %s is unusable: %s", _short(kid), bad[kid])
         return
     existing = good.get(kid)
     if existing is None:
@@ -322,4 +328,4 @@ def _add(
     elif existing != key:
         del good[kid]
         bad[kid] = _DUPLICATE
-        logger.warning("kid %s is unusable: %s", _short(kid), _DUPLICATE)
+        _warn("kid %s is unusable: %s", _short(kid), _DUPLICATE)

@@ -178,6 +178,13 @@ def check_params(params: Mapping[str, _sfv.BareItem], policy: Policy) -> None:
         raise _malformed("signature parameter 'nonce' is missing")
 
 
+def _seconds(value: float) -> str:
+    # Whole seconds print as integers; a fractional clock keeps up to milliseconds.
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def time_window_error(
     created: int | None, expires: int | None, now: float, policy: Policy
 ) -> VerificationError | None:
@@ -187,6 +194,13 @@ def time_window_error(
     ``created`` by at most ``max_window`` and may be at most ``skew`` in the past
     (the boundary ``now == expires + skew`` is accepted, E2); without ``expires``,
     ``created`` may be at most ``max_age`` old.
+
+    An ``expired`` error whose only fault is age (``expires`` passed, or ``created``
+    beyond ``max_age``), with a well-formed window and a known ``created``, carries
+    ``signed_at=created``: at that instant every time rule holds, so a caller may
+    re-check the webhook as of then (:class:`~upvest_verify.Verifier`'s
+    ``late_retries``). A future ``created``, ``expires <= created`` and a window
+    longer than ``max_window`` never carry it.
 
     Args:
         created: The ``created`` parameter, if present.
@@ -199,21 +213,34 @@ def time_window_error(
     """
     if created is not None and created > now + policy.skew:
         return VerificationError(
-            Reason.CREATED_IN_FUTURE, f"created={created} is after now={now:.0f}"
+            Reason.CREATED_IN_FUTURE,
+            f"created {_seconds(created - now)} s in the future "
+            f"(created={created}, now={_seconds(now)}, skew={policy.skew:g} s)",
         )
     if expires is not None:
         if created is not None:
             if expires <= created:
-                return VerificationError(Reason.EXPIRED, "expires is not after created")
+                return VerificationError(
+                    Reason.EXPIRED, f"expires={expires} is not after created={created}"
+                )
             if policy.max_window is not None and expires - created > policy.max_window:
                 return VerificationError(
-                    Reason.EXPIRED, f"validity window exceeds {policy.max_window:g} s"
+                    Reason.EXPIRED,
+                    f"validity window of {expires - created} s exceeds {policy.max_window:g} s",
                 )
         if expires < now - policy.skew:
-            return VerificationError(Reason.EXPIRED, f"expired at {expires}, now={now:.0f}")
+            return VerificationError(
+                Reason.EXPIRED,
+                f"expired {_seconds(now - expires)} s ago "
+                f"(expires={expires}, now={_seconds(now)}, skew={policy.skew:g} s)",
+                signed_at=created,
+            )
     elif created is not None and now - created > policy.max_age:
         return VerificationError(
-            Reason.EXPIRED, f"created={created} is older than {policy.max_age:g} s"
+            Reason.EXPIRED,
+            f"created {_seconds(now - created)} s ago, more than max_age={policy.max_age:g} s "
+            f"(created={created}, now={_seconds(now)})",
+            signed_at=created,
         )
     return None
 

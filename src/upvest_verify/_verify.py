@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from . import _sfv
 from ._base import signature_base as build_base
@@ -38,7 +39,9 @@ from ._tolerance import alternatives
 from .errors import Reason, VerificationError
 
 __all__ = [
+    "Candidate",
     "SignatureInput",
+    "candidate_values",
     "parse_signature_input",
     "parse_signatures",
     "signature_base",
@@ -178,6 +181,35 @@ def signature_base(
     return build_base(sig.components, values, sig.signature_params, layout)
 
 
+Candidate: TypeAlias = tuple[Layout, Reconstruction, Sequence[list[str]]]
+"""A base to try: its layout, how its values were reconstructed, and the values."""
+
+
+def candidate_values(
+    components: Sequence[Component], values: Sequence[list[str]], layouts: Sequence[Layout]
+) -> list[Candidate]:
+    """The component values to build bases from, in the order they are tried.
+
+    The values as received in every layout first, then the alternative
+    reconstructions (:mod:`._tolerance`); the caller stops at the request's budget of
+    ECDSA verifications. The failure diagnosis lists the same candidates.
+
+    Args:
+        components: The covered components.
+        values: Their values as received (one list per component).
+        layouts: The layouts to try, in order.
+
+    Returns:
+        ``(layout, reconstruction, values)`` triples.
+    """
+    candidates: list[Candidate] = [(layout, "exact", values) for layout in layouts]
+    for layout in layouts:
+        candidates.extend(
+            (layout, name, alt) for name, alt in alternatives(components, values, layout)
+        )
+    return candidates
+
+
 class _Budget:
     """What a request may still cost: ECDSA verifications and covered characters (K9).
 
@@ -253,17 +285,8 @@ def _verify_one(
             check_legacy_digest(values[i][0], hasher)
             digest_field = digest_field or "digest"
     signature, encoding = decode_signature(key.key_type, sig.signature, policy.signature_encoding)
-    # The bases as received, in every layout, then the alternative reconstructions
-    # (_tolerance), all within the request's budget of ECDSA verifications.
-    candidates: list[tuple[Layout, Reconstruction, Sequence[list[str]]]] = [
-        (layout, "exact", values) for layout in layouts
-    ]
-    for layout in layouts:
-        candidates.extend(
-            (layout, name, alt) for name, alt in alternatives(components, values, layout)
-        )
     tried: list[Layout] = []
-    for layout, reconstruction, candidate in candidates:
+    for layout, reconstruction, candidate in candidate_values(components, values, layouts):
         if budget.left <= 0:
             break
         budget.left -= 1

@@ -111,6 +111,8 @@ class VerificationError(Exception):
         reason: The stable reason code.
         message: A human-readable explanation for logs. Never send it to the client.
         key_id: The ``keyid`` the failure concerns, when known.
+        signed_at: For an ``expired`` webhook whose only time fault is its age, the
+            instant it was signed (its ``created``); ``None`` otherwise.
 
     Attributes:
         reason: The :class:`Reason`.
@@ -119,6 +121,11 @@ class VerificationError(Exception):
         key_id: The ``keyid`` involved, or ``None``.
         unknown_key_ids: Every ``keyid`` of the request's signatures that was not in
             the key set, whichever error is raised; a key cache refreshes for them.
+        signed_at: Set only on an ``expired`` error raised because the webhook is
+            too old (``expires`` passed, or ``created`` beyond ``max_age``) while its
+            window is well formed and ``created`` is known: the signing instant, Unix
+            seconds. A :class:`~upvest_verify.Verifier` with ``late_retries`` uses it
+            to accept an authentic but late retry. ``None`` for every other error.
     """
 
     reason: Reason
@@ -126,9 +133,15 @@ class VerificationError(Exception):
     status_code: int
     key_id: str | None
     unknown_key_ids: tuple[str, ...]
+    signed_at: int | None
 
     def __new__(
-        cls, reason: Reason | str, message: str = "", *, key_id: str | None = None
+        cls,
+        reason: Reason | str,
+        message: str = "",
+        *,
+        key_id: str | None = None,
+        signed_at: int | None = None,
     ) -> VerificationError:
         # Constructing the base class picks the subclass that fits the reason, so
         # ``except KeyNotFound`` works whoever raised the error.
@@ -137,13 +150,19 @@ class VerificationError(Exception):
         return super().__new__(cls)
 
     def __init__(
-        self, reason: Reason | str, message: str = "", *, key_id: str | None = None
+        self,
+        reason: Reason | str,
+        message: str = "",
+        *,
+        key_id: str | None = None,
+        signed_at: int | None = None,
     ) -> None:
         self.reason = Reason(reason)
         self.message = message or self.reason.value.replace("_", " ")
         self.status_code = self.reason.status_code
         self.key_id = key_id
         self.unknown_key_ids = ()
+        self.signed_at = signed_at
         super().__init__(self.reason, self.message)
 
     def __str__(self) -> str:
@@ -153,13 +172,17 @@ class VerificationError(Exception):
         return f"{type(self).__name__}({self.reason.value!r}, {self.message!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.reason, self.message, self.key_id))
+        return (_rebuild, (type(self), self.reason, self.message, self.key_id, self.signed_at))
 
 
 def _rebuild(
-    cls: type[VerificationError], reason: Reason, message: str, key_id: str | None
+    cls: type[VerificationError],
+    reason: Reason,
+    message: str,
+    key_id: str | None,
+    signed_at: int | None = None,
 ) -> VerificationError:
-    return cls(reason, message, key_id=key_id)
+    return cls(reason, message, key_id=key_id, signed_at=signed_at)
 
 
 class InvalidSignature(VerificationError):

@@ -42,13 +42,18 @@ def cov(*names: str) -> Coverage:
 
 
 def assert_error(
-    error: VerificationError | None, reason: Reason, message: str, key_id: str | None = None
+    error: VerificationError | None,
+    reason: Reason,
+    message: str,
+    key_id: str | None = None,
+    signed_at: int | None = None,
 ) -> None:
     """The rule returned exactly this error."""
     assert error is not None
     assert error.reason is reason
     assert error.message == message
     assert error.key_id == key_id
+    assert error.signed_at == signed_at
 
 
 # --- Coverage ---------------------------------------------------------------------------
@@ -261,7 +266,7 @@ def test_window_created_in_future_boundary() -> None:
     assert_error(
         time_window_error(NOW + 11, None, NOW, WINDOW),
         Reason.CREATED_IN_FUTURE,
-        f"created={NOW + 11} is after now={NOW}",
+        f"created 11 s in the future (created={NOW + 11}, now={NOW}, skew=10 s)",
     )
 
 
@@ -275,7 +280,9 @@ def test_window_created_in_future_wins_over_expiry() -> None:
 def test_window_expires_must_follow_created() -> None:
     """expires == created is expired; created + 1 passes."""
     assert_error(
-        time_window_error(NOW, NOW, NOW, WINDOW), Reason.EXPIRED, "expires is not after created"
+        time_window_error(NOW, NOW, NOW, WINDOW),
+        Reason.EXPIRED,
+        f"expires={NOW} is not after created={NOW}",
     )
     assert time_window_error(NOW, NOW + 1, NOW, WINDOW) is None
 
@@ -286,7 +293,7 @@ def test_window_max_window_boundary() -> None:
     assert_error(
         time_window_error(NOW, NOW + 51, NOW, WINDOW),
         Reason.EXPIRED,
-        "validity window exceeds 50 s",
+        "validity window of 51 s exceeds 50 s",
     )
     assert time_window_error(NOW, NOW + 10**9, NOW, Policy(max_window=None)) is None
 
@@ -297,7 +304,8 @@ def test_window_expiry_boundary() -> None:
     assert_error(
         time_window_error(NOW - 40, NOW - 11, NOW, WINDOW),
         Reason.EXPIRED,
-        f"expired at {NOW - 11}, now={NOW}",
+        f"expired 11 s ago (expires={NOW - 11}, now={NOW}, skew=10 s)",
+        signed_at=NOW - 40,
     )
 
 
@@ -315,7 +323,8 @@ def test_window_max_age_boundary_without_expires() -> None:
     assert_error(
         time_window_error(NOW - 101, None, NOW, WINDOW),
         Reason.EXPIRED,
-        f"created={NOW - 101} is older than 100 s",
+        f"created 101 s ago, more than max_age=100 s (created={NOW - 101}, now={NOW})",
+        signed_at=NOW - 101,
     )
 
 
@@ -330,6 +339,28 @@ def test_window_fractional_now() -> None:
     """now may be a float; the boundaries are compared exactly."""
     assert time_window_error(NOW, None, NOW - 10.0, WINDOW) is None
     assert time_window_error(NOW, None, NOW - 10.5, WINDOW) is not None
+
+
+def test_window_messages_show_fractional_differences() -> None:
+    """A fractional clock shows in the difference and in now, to the millisecond."""
+    error = time_window_error(NOW, None, NOW - 10.5, WINDOW)
+    assert error is not None
+    assert error.message == (
+        f"created 10.5 s in the future (created={NOW}, now={NOW - 10.5}, skew=10 s)"
+    )
+
+
+def test_window_age_errors_carry_the_signing_instant() -> None:
+    """Only an error of age alone, with created known, carries signed_at = created."""
+    passed = time_window_error(NOW - 40, NOW - 11, NOW, WINDOW)
+    too_old = time_window_error(NOW - 101, None, NOW, WINDOW)
+    assert passed is not None
+    assert too_old is not None
+    assert (passed.signed_at, too_old.signed_at) == (NOW - 40, NOW - 101)
+    no_created = time_window_error(None, NOW - 11, NOW, WINDOW)
+    assert no_created is not None
+    assert no_created.reason is Reason.EXPIRED
+    assert no_created.signed_at is None
 
 
 # --- labels -----------------------------------------------------------------------------

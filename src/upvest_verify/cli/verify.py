@@ -3,7 +3,10 @@
 The capture is the request as it came off the wire: request line, header lines, a
 blank line, the body. The command prints the dialect that matched, or the reason
 code and a hint for the usual mistakes (an old capture checked without ``--now``, a
-newline an editor appended to the body).
+newline an editor appended to the body). For ``bad_signature`` and
+``digest_mismatch`` it also prints what was rebuilt (method, URL, covered components,
+the bases tried, the body length against ``Content-Length``) and hints for a wrong
+``--base-url`` or a changed body; ``--show-base`` prints the signature bases too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import click
 
 from upvest_verify import KeySet, Policy, VerificationError, Verifier
+from upvest_verify.diagnosis import URLSetup, diagnose
 from upvest_verify.errors import ConfigurationError, Reason
 from upvest_verify.jwks import load_jwks
 
@@ -85,7 +89,7 @@ def _created(capture: Capture) -> int | None:
     return int(digits) if found and digits.isdigit() else None
 
 
-def _hint(error: VerificationError, capture: Capture, verifier: Verifier, url: str) -> str | None:
+def _hint(error: VerificationError, capture: Capture) -> str | None:
     if error.reason in (Reason.EXPIRED, Reason.CREATED_IN_FUTURE):
         created = _created(capture)
         if created is not None:
@@ -94,18 +98,30 @@ def _hint(error: VerificationError, capture: Capture, verifier: Verifier, url: s
                 f"it was signed at {created} ({age} s ago); "
                 f"to check a capture as of then, pass --now {created}"
             )
-    if error.reason is Reason.DIGEST_MISMATCH and capture.body.endswith(b"\n"):
-        trimmed = capture.body.rstrip(b"\r\n")
-        try:
-            verifier.verify(capture.method, url, capture.headers, trimmed)
-        except VerificationError:
-            return None
-        cut = len(capture.body) - len(trimmed)
-        return (
-            f"the body ends with {cut} newline byte(s) the sender did not sign "
-            "(editors add one); remove them, e.g. with 'truncate -s -1 FILE'"
-        )
     return None
+
+
+def _setup(base_url: str | None) -> URLSetup | None:
+    """What ``--base-url`` imposes on the URL: its origin and path prefix."""
+    if base_url is None or "://" not in base_url:
+        return None
+    scheme, _, rest = base_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return URLSetup(
+        public_url=f"{scheme.lower()}://{authority}", path_prefix=(slash + path).rstrip("/")
+    )
+
+
+def _explain(error: VerificationError, base_url: str | None, show_base: bool) -> list[str]:
+    """What was rebuilt, the hints and (with ``--show-base``) the bases, as output lines."""
+    found = diagnose(error, setup=_setup(base_url), surface="cli", show_base=show_base)
+    if found is None:
+        return []
+    lines = found.lines()
+    for name, base in found.bases:
+        lines.append(f"signature base ({name}):")
+        lines.extend(f"  {line}" for line in base.split("\n"))
+    return lines
 
 
 @click.command("verify")
@@ -115,6 +131,12 @@ def _hint(error: VerificationError, capture: Capture, verifier: Verifier, url: s
 @click.option("--now", type=float, help="Unix time to verify at (default: now).")
 @click.option("--skew", type=float, default=60.0, show_default=True)
 @click.option("--max-age", type=float, default=300.0, show_default=True)
+@click.option(
+    "--show-base",
+    is_flag=True,
+    envvar="UPVEST_VERIFY_SHOW_BASE",
+    help="On bad_signature or digest_mismatch, print the signature bases (header values).",
+)
 def verify_command(
     request_file: Path,
     jwks: str,
@@ -122,6 +144,7 @@ def verify_command(
     now: float | None,
     skew: float,
     max_age: float,
+    show_base: bool,
 ) -> None:
     """Verify a captured raw HTTP request (request line, headers, blank line, body).
 
@@ -141,6 +164,7 @@ def verify_command(
     except ValueError as e:
         raise CommandError(f"{request_file} is not an HTTP request: {e}", _FORMAT_HINT) from e
     keys = _key_set(jwks)
+    given_base_url = base_url
     if base_url is None:
         host = capture.header("host")
         base_url = f"https://{host}" if host else ""
@@ -155,9 +179,11 @@ def verify_command(
         webhook = verifier.verify(capture.method, url, capture.headers, capture.body)
     except VerificationError as e:
         out.print(f"[red]rejected[/] {e.reason.value} (HTTP {e.status_code}): {safe(e.message)}")
-        hint = _hint(e, capture, verifier, url)
+        hint = _hint(e, capture)
         if hint:
             out.print(f"hint: {safe(hint)}")
+        for line in _explain(e, given_base_url, show_base):
+            out.print(safe(line), soft_wrap=True)
         raise SystemExit(1) from None
     out.print(
         f"[green]verified[/] key {safe(webhook.key_id)}, label {safe(webhook.label)}, "

@@ -31,11 +31,11 @@ RFC 9111 lifetime rules), :class:`StaticKeySource` and :func:`load_jwks`, and
 
 Example::
 
-    cache = JWKSCache(URLKeySource("https://api.upvest.co/auth/verify_keys"))
+    cache = JWKSCache(client.key_source())  # an upvest_verify.client.UpvestClient
     verifier = Verifier(cache)
 
 Fetching from Upvest's real endpoint needs a signed, OAuth-authorised request;
-the management client provides that source. :class:`URLKeySource` serves
+the management client provides that source (above). :class:`URLKeySource` serves
 unauthenticated JWKS URLs and tests, :class:`StaticKeySource` pinned or
 file-based key sets.
 """

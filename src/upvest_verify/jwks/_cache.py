@@ -34,7 +34,7 @@ from ._runtime import (
     NegativeCache,
     RefusalLog,
     count,
-    log_outcome,
+    fetch_ended,
     reset_after_fork,
     running_loop,
     stop_worker,
@@ -43,6 +43,8 @@ from ._runtime import after_fork as stats_after_fork
 
 if TYPE_CHECKING:
     import asyncio
+
+    from opentelemetry.metrics import MeterProvider
 
     from upvest_verify._crypto import KeyType
     from upvest_verify.types import KeySource
@@ -93,7 +95,8 @@ class JWKSCache:
     guarantees (lock-free hits, stale-while-refresh, the refresh-on-miss limits,
     stale on error, background refresh, fork safety) are listed in
     :mod:`upvest_verify.jwks`. Fetches and refused refreshes are logged on the
-    ``upvest_verify`` logger and counted in :attr:`stats`.
+    ``upvest_verify`` logger and counted in :attr:`stats` and, with
+    ``opentelemetry-api`` installed, in OpenTelemetry metrics (``meter_provider``).
 
     Args:
         source: Where the JWKS comes from.
@@ -111,6 +114,8 @@ class JWKSCache:
         wait_timeout: Longest a caller waits for a fetch in flight started by someone
             else (cold start, :meth:`refresh_for`).
         monotonic: The clock for TTLs and cooldowns (K11); inject one in tests.
+        meter_provider: The OpenTelemetry meter provider of its ``upvest_verify.jwks.*``
+            metrics (fetches, stale serves, refused refreshes); ``None``: the global one.
 
     Raises:
         ConfigurationError: A setting is out of range, e.g. ``refresh_cooldown <= 0``
@@ -135,6 +140,7 @@ class JWKSCache:
         background_refresh: bool = False,
         wait_timeout: float = 30,
         monotonic: Callable[[], float] = time.monotonic,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not callable(getattr(source, "fetch", None)):
             raise ConfigurationError(f"source must have a fetch() method: {source!r}")
@@ -154,7 +160,7 @@ class JWKSCache:
         self._wait_timeout = float(wait_timeout)
         self._monotonic = monotonic
         self._background = background_refresh
-        self.stats = CacheStats()
+        self.stats = CacheStats(meter_provider=meter_provider)
         """Fetch and serve counters (:class:`CacheStats`)."""
         self._state = CacheState()
         self._lock = threading.Lock()  # guards _flight, _worker and state transitions
@@ -408,7 +414,7 @@ class JWKSCache:
                 flight = step.flight
                 assert flight is not None
                 if step.do is _Do.DETACH:
-                    self._run_detached(flight)
+                    flight.run_in_thread(self._run_flight, self._finish)
                     continue
                 if step.do is _Do.LEAD:
                     self._run_flight(flight)
@@ -466,16 +472,6 @@ class JWKSCache:
         finally:
             self._finish(flight, loaded, error)
 
-    def _run_detached(self, flight: Flight) -> None:
-        """Run the flight in a daemon thread, so no request waits for it."""
-        thread = threading.Thread(
-            target=self._run_flight, args=(flight,), name="upvest-verify-jwks", daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError as exc:  # e.g. interpreter shutting down
-            self._finish(flight, None, exc)
-
     # ---- shared state changes (under the lock where noted) ----------------------------------
 
     def _in_flight(self) -> bool:
@@ -522,7 +518,7 @@ class JWKSCache:
                 if current:
                     self._state = policy.record_failure(state, now, why)
         usable = policy.is_usable(state, now, self._limits)
-        log_outcome(flight.reason, state.keys, loaded, error, usable)
+        fetch_ended(self.stats, flight.reason, state.keys, loaded, error, usable)
         flight.settle(None if loaded is None else loaded[0])
 
     def _serve(self, state: CacheState, now: float) -> KeySet:

@@ -8,9 +8,11 @@
   on any loop, from any thread.
 * :class:`NegativeCache`, the unknown kids a refresh did not bring in, read
   without a lock and bounded in size.
-* :class:`CacheStats`, counters with thread-safe increments.
+* :class:`CacheStats`, counters with thread-safe increments, mirrored to
+  OpenTelemetry instruments when ``opentelemetry-api`` is installed (:mod:`upvest_verify._metrics`).
 * :func:`reset_after_fork`, one at-fork hook for every cache (F15).
-* :func:`log_outcome` and :class:`RefusalLog`, the cache's log lines.
+* :func:`fetch_ended` (a fetch's log line and metrics) and :class:`RefusalLog`, the
+  cache's log lines.
 
 No policy lives here. ``asyncio`` is imported only by the async paths.
 """
@@ -27,8 +29,12 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from upvest_verify._metrics import cache_metrics
+
 if TYPE_CHECKING:
     import asyncio
+
+    from opentelemetry.metrics import MeterProvider
 
     from upvest_verify._keyset import KeySet
 
@@ -37,6 +43,7 @@ __all__ = [
     "Flight",
     "NegativeCache",
     "RefusalLog",
+    "fetch_ended",
     "log_outcome",
     "reset_after_fork",
     "running_loop",
@@ -102,10 +109,16 @@ class CacheStats:
             negative cache.
         kid_refreshes: Fetch attempts caused by an unknown kid (counted in ``fetches``
             too); at most one per ``refresh_cooldown``.
+
+    Args:
+        meter_provider: The OpenTelemetry meter provider to mirror the counters to
+            (``upvest_verify.jwks.*`` instruments), ``None`` for the global one; used
+            only when ``opentelemetry-api`` is installed.
     """
 
     __slots__ = (
         "_lock",
+        "_metrics",
         "failures",
         "fetches",
         "kid_refreshes",
@@ -113,8 +126,9 @@ class CacheStats:
         "unknown_kid_refusals",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, meter_provider: MeterProvider | None = None) -> None:
         self._lock = threading.Lock()
+        self._metrics = cache_metrics(meter_provider)
         self.fetches = 0
         self.failures = 0
         self.stale_serves = 0
@@ -124,6 +138,8 @@ class CacheStats:
     def _add(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+        if self._metrics is not None:
+            self._metrics.counted(name)
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a dict (for metrics exporters).
@@ -154,6 +170,29 @@ def count(stats: CacheStats, name: str) -> None:
 def after_fork(stats: CacheStats) -> None:
     """Give ``stats`` a new lock in a forked child (the parent's may be held)."""
     stats._lock = threading.Lock()
+
+
+def fetch_ended(
+    stats: CacheStats,
+    reason: str,
+    old: KeySet | None,
+    loaded: tuple[KeySet, float] | None,
+    error: BaseException | None,
+    usable: bool,
+) -> None:
+    """Log how a fetch ended (:func:`log_outcome`) and record it in the metrics of ``stats``.
+
+    Args:
+        stats: The cache's counters (and metrics).
+        reason: Why the fetch ran.
+        old: The snapshot before it.
+        loaded: The new snapshot and its TTL, if it succeeded.
+        error: Why it failed, if it did.
+        usable: Whether the cache still has a usable snapshot.
+    """
+    log_outcome(reason, old, loaded, error, usable)
+    if stats._metrics is not None:
+        stats._metrics.fetched(reason, error, ok=loaded is not None)
 
 
 class NegativeCache(dict[str, float]):
@@ -351,6 +390,26 @@ class Flight:
             return False
         self.settle(None)
         return True
+
+    def run_in_thread(
+        self,
+        fetch: Callable[[Flight], None],
+        failed: Callable[[Flight, None, BaseException], None],
+    ) -> None:
+        """Run ``fetch(self)`` in a daemon thread of its own, so no request waits for it.
+
+        Args:
+            fetch: Runs the fetch and settles this flight.
+            failed: Called as ``failed(self, None, error)`` when no thread can start
+                (e.g. while the interpreter shuts down).
+        """
+        thread = threading.Thread(
+            target=fetch, args=(self,), name="upvest-verify-jwks", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            failed(self, None, exc)
 
     def run_as_task(self, fetch: Coroutine[Any, Any, None]) -> None:
         """Run ``fetch`` as a task of its own on the running loop.

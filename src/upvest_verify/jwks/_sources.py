@@ -19,10 +19,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from upvest_verify.errors import ConfigurationError, JWKSError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "FetchResult",
@@ -150,6 +152,8 @@ class FetchResult:
 
 def _file_of(source: object) -> Path | None:
     """The file ``source`` names under the rule in the module docstring, else ``None``."""
+    from pathlib import Path  # lazily: only file-based key sets need it
+
     if isinstance(source, (Mapping, bytes, bytearray, memoryview)):
         return None
     if isinstance(source, str):

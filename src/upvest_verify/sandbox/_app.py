@@ -40,6 +40,13 @@ from ._rules import (
 )
 from ._state import SCOPES, TEST_EVENT_TYPE, State, Tamper, Tenant, Webhook
 
+try:  # with OpenTelemetry installed, a provider that records nothing
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    _NO_METRICS: Any = NoOpMeterProvider()
+except ImportError:  # without it nothing is recorded anyway
+    _NO_METRICS = None
+
 __all__ = [
     "ADMIN",
     "READ",
@@ -199,7 +206,10 @@ class SignatureChecker:
                 key_types=frozenset({key.key_type}),
                 required_components=tuple(required),
             )
-            verifier = Verifier(KeySet.from_keys([key.verifying_key]), policy=policy)
+            # API requests are not webhooks: keep them out of the app's verification metrics.
+            verifier = Verifier(
+                KeySet.from_keys([key.verifying_key]), policy=policy, meter_provider=_NO_METRICS
+            )
             self._verifiers[cache_key] = verifier
         try:
             verifier.verify(request.method, _request_url(request), request.headers.raw, body)
