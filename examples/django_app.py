@@ -5,15 +5,16 @@ Run (serves on 127.0.0.1; port 0 picks a free one and prints it)::
     UPVEST_JWKS=upvest_jwks.json python examples/django_app.py 8000
 
 In a real project put ``UpvestWebhookMiddleware`` in ``MIDDLEWARE`` and the
-``UPVEST_VERIFY`` dict in ``settings.py`` exactly as below. Events are
-acknowledged with 200 and processed once per event id.
+``UPVEST_VERIFY`` dict in ``settings.py`` exactly as below. The middleware admits
+each verified delivery through the event ledger (``LEDGER``): the view gets only
+the events not processed before, and a retried delivery whose events are all done
+is answered 200 ``already_processed``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 
 from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
 
@@ -31,6 +32,8 @@ if not settings.configured:
         UPVEST_VERIFY={
             "JWKS": os.environ.get("UPVEST_JWKS", ""),  # or "JWKS_URL": "https://..."
             "PATHS": ["/webhooks/upvest"],
+            # Processes on one host share an SQLite file; redis://host:6379/0 across hosts.
+            "LEDGER": os.environ.get("UPVEST_LEDGER", "sqlite:///upvest_events.sqlite3"),
         },
     )
 
@@ -38,17 +41,22 @@ import django  # type: ignore[import-untyped,unused-ignore]
 from django.http import HttpRequest, JsonResponse  # type: ignore[import-untyped,unused-ignore]
 from django.urls import path  # type: ignore[import-untyped,unused-ignore]
 
-_seen: set[str] = set()
-_lock = threading.Lock()
+from upvest_verify import Event
+from upvest_verify.adapters.django import get_delivery
+
+
+def handle(event: Event) -> None:
+    """Do the work for one event (it runs once per event id)."""
 
 
 def upvest_webhook(request: HttpRequest) -> JsonResponse:
-    """Acknowledge a verified delivery; handle each event once (Upvest retries)."""
-    webhook = request.upvest_webhook  # set by UpvestWebhookMiddleware
-    with _lock:
-        new = [event for event in webhook.events if event.id not in _seen]
-        _seen.update(event.id for event in new)
-    return JsonResponse({"received": len(webhook.events), "new": len(new)})
+    """Handle the events of a verified delivery that were not processed before."""
+    delivery = get_delivery(request)  # request.upvest_delivery, set by the middleware
+    assert delivery is not None  # UPVEST_VERIFY["LEDGER"] is set
+    report = delivery.process(handle)  # completes each event as it goes
+    return JsonResponse(
+        {"received": len(delivery.webhook.events), "processed": len(report.processed)}
+    )
 
 
 urlpatterns = [path("webhooks/upvest", upvest_webhook)]

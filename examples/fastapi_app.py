@@ -4,22 +4,23 @@ Run::
 
     UPVEST_JWKS=upvest_jwks.json uvicorn examples.fastapi_app:app
 
-``UpvestWebhookMiddleware`` verifies POSTs to ``/webhooks/upvest``; the
-``UpvestWebhook`` dependency hands the endpoint the verified result. Events are
-acknowledged with 200 and processed once per event id.
+``UpvestWebhookMiddleware`` verifies POSTs to ``/webhooks/upvest`` and admits them
+through an event ledger (``UPVEST_LEDGER``, an SQLite file by default); the
+``UpvestDelivery`` dependency hands the endpoint the events not processed before.
+A retried delivery whose events are all done is answered 200 ``already_processed``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from upvest_verify import KeySet, Verifier
-from upvest_verify.adapters.fastapi import UpvestWebhook, UpvestWebhookMiddleware
+from upvest_verify import Event, KeySet, Verifier
+from upvest_verify.adapters.fastapi import UpvestDelivery, UpvestWebhookMiddleware
 from upvest_verify.jwks import JWKSCache, URLKeySource
+from upvest_verify.ledger import ledger_from_url
 
 
 def load_verifier() -> Verifier:
@@ -30,17 +31,19 @@ def load_verifier() -> Verifier:
 
 
 app = FastAPI()
-app.add_middleware(UpvestWebhookMiddleware, verifier=load_verifier())
+app.add_middleware(
+    UpvestWebhookMiddleware,
+    verifier=load_verifier(),
+    ledger=ledger_from_url(os.environ.get("UPVEST_LEDGER", "sqlite:///upvest_events.sqlite3")),
+)
 
-_seen: set[str] = set()
-_lock = threading.Lock()
+
+async def handle(event: Event) -> None:
+    """Do the work for one event (it runs once per event id)."""
 
 
 @app.post("/webhooks/upvest")
-async def upvest_webhook(webhook: UpvestWebhook) -> dict[str, int]:
-    """Acknowledge a verified delivery; handle each event once (Upvest retries)."""
-    with _lock:
-        new = [event for event in webhook.events if event.id not in _seen]
-        _seen.update(event.id for event in new)
-    # Hand ``new`` to a queue or background task here; answer quickly.
-    return {"received": len(webhook.events), "new": len(new)}
+async def upvest_webhook(delivery: UpvestDelivery) -> dict[str, int]:
+    """Handle the events of a verified delivery that were not processed before."""
+    report = await delivery.aprocess(handle)  # completes each event as it goes
+    return {"received": len(delivery.webhook.events), "processed": len(report.processed)}

@@ -5,15 +5,16 @@ Run (keys from a JWKS file, or a JWKS URL you host)::
     UPVEST_JWKS=upvest_jwks.json uvicorn examples.starlette_app:app
 
 The middleware verifies every POST to ``/webhooks/upvest`` before the endpoint
-runs; the endpoint acknowledges with 200 and skips events it has already seen
-(Upvest retries whole deliveries, so duplicates are normal).
+runs, and admits it through an event ledger (``UPVEST_LEDGER``, an SQLite file by
+default): the endpoint gets only the events not processed before. Upvest retries
+whole deliveries, so duplicates are normal; a retry of a delivery whose events are
+all done is answered 200 ``already_processed`` without calling the endpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -22,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from upvest_verify import KeySet, Verifier
-from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+from upvest_verify import Event, KeySet, Verifier
+from upvest_verify.adapters.starlette import UpvestWebhookMiddleware, get_delivery
 from upvest_verify.jwks import JWKSCache, URLKeySource
+from upvest_verify.ledger import ledger_from_url
 
 log = logging.getLogger("webhooks")
 
@@ -36,35 +38,28 @@ def load_verifier() -> Verifier:
     return Verifier(JWKSCache(URLKeySource(os.environ["UPVEST_JWKS_URL"])))
 
 
-class SeenEvents:
-    """Event ids already processed (use a unique database column in production)."""
-
-    def __init__(self) -> None:
-        self._ids: set[str] = set()
-        self._lock = threading.Lock()
-
-    def first_time(self, event_id: str) -> bool:
-        """Record ``event_id``; return whether it was new."""
-        with self._lock:
-            if event_id in self._ids:
-                return False
-            self._ids.add(event_id)
-            return True
+# Processes on one host share an SQLite file; use redis://... across hosts.
+ledger = ledger_from_url(os.environ.get("UPVEST_LEDGER", "sqlite:///upvest_events.sqlite3"))
 
 
-seen = SeenEvents()
+async def handle(event: Event) -> None:
+    """Do the work for one event (it runs once per event id)."""
+    log.info("event %s %s", event.type, event.id)
 
 
 async def upvest_webhook(request: Request) -> JSONResponse:
-    """Acknowledge a verified delivery; handle each event once."""
-    webhook = request.state.upvest_webhook
-    new = [event for event in webhook.events if seen.first_time(event.id)]
-    for event in new:
-        log.info("event %s %s", event.type, event.id)  # hand over to a queue here
-    return JSONResponse({"received": len(webhook.events), "new": len(new)})
+    """Handle the events of a verified delivery that were not processed before."""
+    delivery = get_delivery(request)
+    assert delivery is not None  # the middleware has a ledger
+    # Each event's claim is completed as soon as handle() returns; if it raises, the
+    # rest go back to the ledger and the 500 makes Upvest retry the unfinished ones.
+    report = await delivery.aprocess(handle)
+    return JSONResponse(
+        {"received": len(delivery.webhook.events), "processed": len(report.processed)}
+    )
 
 
 app = Starlette(
     routes=[Route("/webhooks/upvest", upvest_webhook, methods=["POST"])],
-    middleware=[Middleware(UpvestWebhookMiddleware, verifier=load_verifier())],
+    middleware=[Middleware(UpvestWebhookMiddleware, verifier=load_verifier(), ledger=ledger)],
 )

@@ -1,4 +1,4 @@
-"""The runnable receivers in ``examples/`` acknowledge, dedupe and reject on real servers."""
+"""The runnable receivers in ``examples/`` process once, dedupe and reject on real servers."""
 
 from __future__ import annotations
 
@@ -30,11 +30,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture
 def jwks_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A JWKS file with the test key, announced the way each example reads it."""
+    """A JWKS file with the test key and an SQLite ledger in ``tmp_path``, announced the
+    way each example reads them."""
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps(make_jwks(SIGNING_KEY)))
     monkeypatch.setenv("UPVEST_JWKS", str(path))
     monkeypatch.setenv("UPVEST_VERIFY_JWKS", str(path))
+    ledger = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    monkeypatch.setenv("UPVEST_LEDGER", ledger)
+    monkeypatch.setenv("UPVEST_VERIFY_LEDGER", ledger)
     return path
 
 
@@ -49,7 +53,7 @@ def load(name: str) -> ModuleType:
 
 
 def exercise(url: str) -> None:
-    """Deliver one bundle twice (dedupe) and a tampered copy (rejected)."""
+    """Deliver one bundle twice (the retry is already processed) and a tampered copy."""
     signed = sign_webhook(sample_events(2), key=SIGNING_KEY, url=url + "/webhooks/upvest")
     with httpx.Client(base_url=url, timeout=STARTUP_TIMEOUT) as c:
         first = c.post(signed.path, content=signed.body, headers=wire_headers(signed))
@@ -59,8 +63,8 @@ def exercise(url: str) -> None:
             content=signed.body.replace(b"EUR", b"USD"),
             headers=wire_headers(signed),
         )
-    assert (first.status_code, first.json()) == (200, {"received": 2, "new": 2})
-    assert (again.status_code, again.json()) == (200, {"received": 2, "new": 0})
+    assert (first.status_code, first.json()) == (200, {"received": 2, "processed": 2})
+    assert (again.status_code, again.json()) == (200, {"status": "already_processed"})
     assert forged.status_code == 401
     assert forged.json()["detail"] == "digest_mismatch"
 

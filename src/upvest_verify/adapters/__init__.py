@@ -14,5 +14,11 @@ installed (``pip install 'upvest-verify[starlette]'``, ``[fastapi]``, ``[flask]`
   ``@require_upvest_signature`` decorator and system checks, configured by
   ``settings.UPVEST_VERIFY``.
 
+Given an event ledger (``ledger=``, ``UPVEST_VERIFY_LEDGER``, ``UPVEST_VERIFY["LEDGER"]``),
+every adapter processes each event once: the view gets a ``Delivery`` of the events
+still to process (``get_delivery``), a retried delivery whose events are all done is
+answered 200 ``already_processed``, and the claims the view leaves open are completed
+by a 2xx answer and released by any other.
+
 This package imports nothing, so importing it never pulls in a framework.
 """

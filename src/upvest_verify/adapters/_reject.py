@@ -6,7 +6,8 @@ Every adapter answers every failure through :func:`rejection_for` and
 - the answer is ``application/problem+json`` (RFC 9457) carrying only a stable
   reason code, never internals (threat-model.md §6 G12);
 - the log line goes to ``upvest_verify.security`` with the reason, status and path,
-  never signatures, header values or bodies.
+  never signatures or bodies; for ``bad_signature`` and ``digest_mismatch`` it adds
+  what was rebuilt and a hint naming the setting to change (:mod:`._explain`).
 
 No web framework is imported here.
 """
@@ -20,14 +21,20 @@ from dataclasses import dataclass
 from typing import Final
 
 from upvest_verify.adapters._body import IncompleteBody
+from upvest_verify.adapters._explain import explain, log_bases
 from upvest_verify.errors import ConfigurationError, VerificationError
+from upvest_verify.ledger import LedgerUnavailable
 
 __all__ = [
     "CONFIGURATION_ERROR",
     "INCOMPLETE_BODY",
     "INTERNAL_ERROR",
+    "INVALID_PAYLOAD",
+    "IN_PROGRESS",
+    "LEDGER_UNAVAILABLE",
     "METHOD_NOT_ALLOWED",
     "PROBLEM_CONTENT_TYPE",
+    "RETRY_AFTER",
     "Rejection",
     "log_rejection",
     "rejection_for",
@@ -44,6 +51,16 @@ METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 CONFIGURATION_ERROR: Final = "configuration_error"
 INTERNAL_ERROR: Final = "internal_error"
 INCOMPLETE_BODY: Final = "incomplete_body"
+# Event ledger and replay store outcomes (adapters/_delivery.py).
+IN_PROGRESS: Final = "in_progress"
+"""503: another worker holds a live claim on an event of the delivery."""
+LEDGER_UNAVAILABLE: Final = "ledger_unavailable"
+"""503: the event ledger's (or replay store's) storage cannot be used right now."""
+INVALID_PAYLOAD: Final = "invalid_payload"
+"""400: the verified body has no events the ledger can key (no ``payload`` list, bad ids)."""
+RETRY_AFTER: Final = 5
+"""Seconds in ``Retry-After`` on the 503 answers above: long enough for another worker
+to finish a typical event; Upvest's own back-off decides in the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +71,14 @@ class Rejection:
         status: HTTP status (400, 401, 405, 413, 500 or 503).
         reason: A :class:`~upvest_verify.Reason` value, or one of the adapter codes
             ``method_not_allowed``, ``configuration_error``, ``internal_error``,
-            ``incomplete_body``.
+            ``incomplete_body`` (and, with an event ledger, ``in_progress``,
+            ``ledger_unavailable``, ``invalid_payload``).
+        retry_after: Seconds for a ``Retry-After`` field (RFC 9110 §10.2.3), or ``None``.
     """
 
     status: int
     reason: str
+    retry_after: int | None = None
 
     @property
     def title(self) -> str:
@@ -85,6 +105,8 @@ class Rejection:
         headers = [("content-type", PROBLEM_CONTENT_TYPE), ("cache-control", "no-store")]
         if self.status == 405:
             headers.append(("allow", "POST"))
+        if self.retry_after is not None:
+            headers.append(("retry-after", str(self.retry_after)))
         return headers
 
 
@@ -95,8 +117,9 @@ def rejection_for(exc: BaseException) -> Rejection:
         exc: A :class:`VerificationError` (its own status and reason),
             :class:`~upvest_verify.adapters._body.IncompleteBody` (400,
             ``incomplete_body``), :class:`ConfigurationError` (500,
-            ``configuration_error``) or anything else (500, ``internal_error``).
-            Never fails open.
+            ``configuration_error``), :class:`~upvest_verify.ledger.LedgerUnavailable`
+            from a replay store (503, ``ledger_unavailable``) or anything else (500,
+            ``internal_error``). Never fails open.
 
     Returns:
         The rejection.
@@ -107,6 +130,8 @@ def rejection_for(exc: BaseException) -> Rejection:
         return Rejection(400, INCOMPLETE_BODY)
     if isinstance(exc, ConfigurationError):
         return Rejection(500, CONFIGURATION_ERROR)
+    if isinstance(exc, LedgerUnavailable):
+        return Rejection(503, LEDGER_UNAVAILABLE, RETRY_AFTER)
     return Rejection(500, INTERNAL_ERROR)
 
 
@@ -120,8 +145,14 @@ def log_rejection(rejection: Rejection, path: str, exc: BaseException | None = N
     """Log a refused webhook on ``upvest_verify.security``.
 
     Logs the reason code, status, request path (no query) and, for verification
-    errors, the key id and the library's log message. Never logs signatures,
-    header values or bodies. Unexpected exceptions are logged with their traceback.
+    errors, the key id and the library's log message. For ``bad_signature`` and
+    ``digest_mismatch`` it adds the diagnosis (:mod:`upvest_verify.diagnosis`): the
+    rebuilt method, scheme, authority and path, the bases tried, the body length
+    against ``Content-Length``, the adapter's URL settings and hints; computed only
+    when the record is formatted. Never logs signatures or bodies, nor header values
+    beyond those a hint rests on; the signature bases only when the
+    ``upvest_verify.security.base`` logger is set to ``DEBUG`` (:mod:`._explain`).
+    Unexpected exceptions are logged with their traceback.
 
     Args:
         rejection: What the client gets.
@@ -135,13 +166,21 @@ def log_rejection(rejection: Rejection, path: str, exc: BaseException | None = N
         detail = detail or f" message={exc.message!r}"
     elif isinstance(exc, ConfigurationError):
         detail = f" message={str(exc)!r}"
+    diagnosis = explain(exc)
     security_logger.log(
         level,
-        "Upvest webhook rejected: reason=%s status=%d path=%r%s",
+        "Upvest webhook rejected: reason=%s status=%d path=%r%s%s",
         rejection.reason,
         rejection.status,
         _loggable_path(path),
         detail,
+        "" if diagnosis is None else diagnosis,
         exc_info=exc if rejection.reason == INTERNAL_ERROR else None,
-        extra={"upvest_reason": rejection.reason, "upvest_status": rejection.status},
+        extra={
+            "upvest_reason": rejection.reason,
+            "upvest_status": rejection.status,
+            "upvest_diagnosis": diagnosis,
+        },
     )
+    if diagnosis is not None:
+        log_bases(diagnosis)

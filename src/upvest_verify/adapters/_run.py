@@ -35,11 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
+    "DELIVERY_SCOPE_KEY",
+    "DELIVERY_STATE_KEY",
     "SCOPE_KEY",
     "STATE_KEY",
     "ASGIVerification",
     "Offloader",
     "RunSync",
+    "store_delivery",
     "store_result",
     "verify_async",
 ]
@@ -52,6 +55,13 @@ SCOPE_KEY: Final = "upvest_verify"
 
 STATE_KEY: Final = "upvest_webhook"
 """The same result under ``scope["state"]``: ``request.state.upvest_webhook``."""
+
+DELIVERY_SCOPE_KEY: Final = "upvest_verify.delivery"
+"""``scope[DELIVERY_SCOPE_KEY]`` holds the :class:`~upvest_verify.adapters.starlette.Delivery`
+of a request admitted through an event ledger."""
+
+DELIVERY_STATE_KEY: Final = "upvest_delivery"
+"""The same delivery under ``scope["state"]``: ``request.state.upvest_delivery``."""
 
 DEFAULT_MAX_THREADS: Final = os.cpu_count() or 2
 """Worker threads verifying at once, per event loop: one per core.
@@ -159,6 +169,17 @@ def store_result(scope: MutableMapping[str, Any], webhook: VerifiedWebhook) -> N
     """
     scope[SCOPE_KEY] = webhook
     scope.setdefault("state", {})[STATE_KEY] = webhook
+
+
+def store_delivery(scope: MutableMapping[str, Any], delivery: object) -> None:
+    """Put an admitted delivery into an ASGI scope: its own key and the state.
+
+    Args:
+        scope: The ASGI HTTP scope.
+        delivery: The :class:`~upvest_verify.adapters._delivery.Delivery`.
+    """
+    scope[DELIVERY_SCOPE_KEY] = delivery
+    scope.setdefault("state", {})[DELIVERY_STATE_KEY] = delivery
 
 
 @dataclass(frozen=True, slots=True)

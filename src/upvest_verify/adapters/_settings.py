@@ -4,7 +4,7 @@
 the :class:`AdapterSettings` of the Flask extension (``UPVEST_VERIFY_*`` config) and
 the Django adapter (``settings.UPVEST_VERIFY``). Strings from environment variables
 are coerced to the :class:`~upvest_verify.Policy` field types. Problem codes
-``E001``-``E007`` are the Django system-check ids.
+``E001``-``E008`` are the Django system-check ids.
 
 No web framework is imported here; httpx only when the management client is the
 key source (``CLIENT_ID``...).
@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from upvest_verify import KeySet, Policy, Verifier
+from upvest_verify.adapters._delivery import has_inbox
 from upvest_verify.adapters._url import DEFAULT_PATHS, PathMatcher, URLRebuilder
 from upvest_verify.errors import ConfigurationError, JWKSError
 from upvest_verify.jwks import JWKSCache, URLKeySource, load_jwks
+from upvest_verify.ledger import BaseLedger, LedgerError
 from upvest_verify.types import KeyProvider, KeySource
 
 __all__ = [
@@ -49,6 +51,8 @@ _ADAPTER_KEYS: Final = (
     "PROXY_HEADERS",
     "PATH_PREFIX",
     "POLICY",
+    "LEDGER",
+    "INBOX",
 )
 SETTING_NAMES: Final = frozenset((*_KEY_SOURCES, *_CLIENT_KEYS, *_ADAPTER_KEYS, *_POLICY_FIELDS))
 
@@ -61,11 +65,16 @@ class AdapterSettings:
         verifier: The verifier.
         url: How to rebuild the URL Upvest called.
         paths: Which paths a middleware protects.
+        ledger: The event ledger for exactly-once processing, or ``None``.
+        inbox: Acknowledge first and queue the events in the ledger instead of
+            calling the view.
     """
 
     verifier: Verifier
     url: URLRebuilder
     paths: PathMatcher
+    ledger: BaseLedger | None = None
+    inbox: bool = False
 
     @property
     def max_body_size(self) -> int:
@@ -235,8 +244,79 @@ def _client_cache(values: Mapping[str, Any], policy: Policy) -> KeyProvider:
     return JWKSCache(source, key_types=policy.key_types)
 
 
+def _flag(value: object) -> bool | None:
+    """A bool, or its spelling in an environment variable; ``None`` for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("", "0", "false", "no", "off"):
+            return False
+    return None
+
+
+def _ledger_object(value: object) -> BaseLedger:
+    """A ledger, a ledger URL (``memory://``, ``sqlite:///path``, ``redis://...``), or a
+    dotted path to / factory of a ledger."""
+    if isinstance(value, str) and "://" in value:
+        from upvest_verify.ledger import ledger_from_url
+
+        try:
+            ledger: BaseLedger = ledger_from_url(value)
+        except (LedgerError, ValueError, ImportError) as e:
+            raise ConfigurationError(str(e)) from e
+        return ledger
+    if not isinstance(value, BaseLedger):
+        value = _resolve(value)
+    if not isinstance(value, BaseLedger):
+        raise ConfigurationError(
+            "must be a ledger (MemoryLedger, SQLiteLedger, RedisLedger), a ledger URL "
+            "(memory://, sqlite:///path, redis://host:port/db) or a path to one"
+        )
+    return value
+
+
+def _ledger(
+    values: Mapping[str, Any],
+    ledger: BaseLedger | None,
+    inbox: bool | None,
+    problems: list[Problem],
+) -> tuple[BaseLedger | None, bool]:
+    """The ledger and inbox mode: from code or from ``LEDGER``/``INBOX``, not both."""
+    if ledger is not None and values.get("LEDGER") is not None:
+        problems.append(("E008", "a ledger was passed in code; remove LEDGER"))
+    elif ledger is None and values.get("LEDGER") is not None:
+        try:
+            ledger = _ledger_object(values["LEDGER"])
+        except ConfigurationError as e:
+            problems.append(("E008", f"LEDGER: {e}"))
+            return None, False
+    if inbox is not None and "INBOX" in values:
+        problems.append(("E008", "inbox was set in code; remove INBOX"))
+    elif inbox is None:
+        raw = values.get("INBOX", False)
+        inbox = _flag(raw)
+        if inbox is None:
+            problems.append(("E008", f"INBOX must be true or false, got {raw!r}"))
+            return ledger, False
+    if inbox and ledger is None:
+        problems.append(("E008", "INBOX needs a LEDGER to queue the events in"))
+        return None, False
+    if inbox and not has_inbox(ledger):
+        problems.append(("E008", f"INBOX needs a ledger with a queue (enqueue); {ledger!r}"))
+        return None, False
+    return ledger, inbox
+
+
 def _settings(
-    values: object, *, verifier: Verifier | None, origin: str
+    values: object,
+    *,
+    verifier: Verifier | None,
+    origin: str,
+    ledger: BaseLedger | None = None,
+    inbox: bool | None = None,
 ) -> tuple[AdapterSettings | None, list[Problem]]:
     problems: list[Problem] = []
     if not isinstance(values, Mapping):
@@ -258,29 +338,42 @@ def _settings(
         )
     except ConfigurationError as e:
         problems.append(("E007", str(e)))
+    ledger, inbox = _ledger(values, ledger, inbox, problems)
     if problems or built is None:
         return None, problems
-    return AdapterSettings(built, url, paths), problems
+    return AdapterSettings(built, url, paths, ledger, inbox), problems
 
 
 def settings_problems(
-    values: object, *, verifier: Verifier | None = None, origin: str = "UPVEST_VERIFY"
+    values: object,
+    *,
+    verifier: Verifier | None = None,
+    ledger: BaseLedger | None = None,
+    inbox: bool | None = None,
+    origin: str = "UPVEST_VERIFY",
 ) -> list[tuple[str, str]]:
     """List what is wrong with adapter settings, without raising.
 
     Args:
         values: The settings mapping (keys without prefix: ``JWKS``, ``SKEW``...).
         verifier: A verifier given in code, if any.
+        ledger: A ledger given in code, if any.
+        inbox: Inbox mode given in code, if any.
         origin: How the settings are named in messages.
 
     Returns:
-        ``(code, message)`` pairs; codes ``E001`` to ``E007``. Empty if all is well.
+        ``(code, message)`` pairs; codes ``E001`` to ``E008``. Empty if all is well.
     """
-    return _settings(values, verifier=verifier, origin=origin)[1]
+    return _settings(values, verifier=verifier, ledger=ledger, inbox=inbox, origin=origin)[1]
 
 
 def load_settings(
-    values: object, *, verifier: Verifier | None = None, origin: str = "UPVEST_VERIFY"
+    values: object,
+    *,
+    verifier: Verifier | None = None,
+    ledger: BaseLedger | None = None,
+    inbox: bool | None = None,
+    origin: str = "UPVEST_VERIFY",
 ) -> AdapterSettings:
     """Build the verifier and adapter options from settings.
 
@@ -296,11 +389,17 @@ def load_settings(
     - policy: ``POLICY`` (a Policy) or any Policy field in upper case (``SKEW``,
       ``MAX_AGE``, ``MAX_BODY_SIZE``, ``DIALECT``...);
     - ``PATHS`` (default ``["/webhooks/upvest"]``), ``PUBLIC_URL``,
-      ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``.
+      ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``;
+    - ``LEDGER``: an event ledger for exactly-once processing per event id: a
+      ledger object, a URL (``memory://``, ``sqlite:///path``, ``redis://host:port/db``)
+      or a dotted path to / factory of a ledger; ``INBOX`` (true/false, default
+      false): acknowledge first and queue the events in that ledger.
 
     Args:
         values: The settings mapping.
         verifier: A verifier given in code (then no key source or policy keys).
+        ledger: A ledger given in code (then no ``LEDGER``).
+        inbox: Inbox mode given in code (then no ``INBOX``).
         origin: How the settings are named in messages.
 
     Returns:
@@ -309,7 +408,9 @@ def load_settings(
     Raises:
         ConfigurationError: Listing every problem found.
     """
-    built, problems = _settings(values, verifier=verifier, origin=origin)
+    built, problems = _settings(
+        values, verifier=verifier, ledger=ledger, inbox=inbox, origin=origin
+    )
     if built is None:
         raise ConfigurationError("; ".join(f"{code}: {msg}" for code, msg in problems))
     return built

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 from urllib.parse import quote
@@ -29,9 +30,11 @@ from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 __all__ = [
     "DEFAULT_PATHS",
     "PathMatcher",
+    "Rebuilt",
     "URLRebuilder",
     "asgi_log_path",
     "asgi_route_path",
+    "last_rebuilt",
     "wsgi_header_pairs",
     "wsgi_method",
 ]
@@ -478,7 +481,11 @@ class URLRebuilder:
         if not path.startswith("/"):
             path = "/" + path
         url = f"{scheme}://{host}{prefix}{path}"
-        return f"{url}?{query}" if query else url
+        if query:
+            url = f"{url}?{query}"
+        # For the rejection log: which settings and peer made this URL (a tuple: cheap).
+        _LAST_REBUILT.set((self, url, peer))
+        return url
 
     def _forwarded(
         self, scheme: str, host: str, headers: Sequence[tuple[str, str]]
@@ -510,6 +517,44 @@ class URLRebuilder:
             if prefix and not prefix.startswith("/"):
                 prefix = "/" + prefix
         return scheme, host, prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """A URL the rebuilder made, with the settings and peer behind it.
+
+    Attributes:
+        rebuilder: The rebuilder (its settings: public URL, prefix, trusted proxies).
+        url: The URL it returned.
+        peer: The address the request came from, if the server said.
+    """
+
+    rebuilder: URLRebuilder
+    url: str
+    peer: str | None
+
+    @property
+    def peer_trusted(self) -> bool:
+        """Whether ``peer`` is among the trusted proxies (its forwarding fields count)."""
+        return self.rebuilder._trusted(self.peer)
+
+
+# The last URL rebuilt in this context (task or thread). An adapter rebuilds the URL,
+# verifies and logs a refusal in one context, so the log can say which settings made
+# the URL; it is matched against the refused URL, never assumed to belong to it.
+_LAST_REBUILT: ContextVar[tuple[URLRebuilder, str, str | None] | None] = ContextVar(
+    "upvest_verify_last_rebuilt", default=None
+)
+
+
+def last_rebuilt() -> Rebuilt | None:
+    """The URL last rebuilt in the current context, or ``None``.
+
+    Returns:
+        The URL with the rebuilder and peer that made it.
+    """
+    last = _LAST_REBUILT.get()
+    return None if last is None else Rebuilt(*last)
 
 
 def _only_host(headers: Sequence[tuple[str, str]], server: Any) -> str:

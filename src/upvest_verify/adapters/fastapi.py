@@ -12,7 +12,17 @@ With the middleware (recommended; it also answers failures with full
     async def receive(webhook: UpvestWebhook) -> dict[str, str]:
         ...
 
-Without it, per route::
+With an event ledger, each event is processed once across retries and workers::
+
+    app.add_middleware(UpvestWebhookMiddleware, verifier=verifier, ledger=ledger)
+
+    @app.post("/webhooks/upvest")
+    async def receive(delivery: UpvestDelivery) -> dict[str, int]:
+        report = await delivery.aprocess(handle_event)   # completes each event's claim
+        return {"processed": len(report.processed)}
+
+Without the middleware, per route (no ledger: a dependency cannot see the
+status of the answer the endpoint returns, which decides complete or release)::
 
     verified = UpvestSignature(verifier)
 
@@ -37,6 +47,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from upvest_verify import VerifiedWebhook, Verifier
 from upvest_verify.adapters._body import IncompleteBody
+from upvest_verify.adapters._delivery import Delivery
 from upvest_verify.adapters._reject import (
     CONFIGURATION_ERROR,
     METHOD_NOT_ALLOWED,
@@ -51,15 +62,20 @@ from upvest_verify.adapters._run import (
     store_result,
 )
 from upvest_verify.adapters._url import asgi_log_path
-from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+from upvest_verify.adapters.starlette import UpvestWebhookMiddleware, get_delivery, get_webhook
 from upvest_verify.errors import ConfigurationError
 
 __all__ = [
+    "Delivery",
+    "UpvestDelivery",
     "UpvestSignature",
     "UpvestWebhook",
     "UpvestWebhookMiddleware",
     "UpvestWebhookRejected",
+    "get_delivery",
+    "get_webhook",
     "problem_exception_handler",
+    "upvest_delivery",
     "upvest_webhook",
 ]
 
@@ -135,6 +151,35 @@ def upvest_webhook(request: Request) -> VerifiedWebhook:
 
 UpvestWebhook = Annotated[VerifiedWebhook, Depends(upvest_webhook)]
 """``Annotated[VerifiedWebhook, Depends(upvest_webhook)]``, for endpoint parameters."""
+
+
+def upvest_delivery(request: Request) -> Delivery:
+    """FastAPI dependency: the events still to process, admitted by the middleware's ledger.
+
+    Args:
+        request: The request (injected by FastAPI).
+
+    Returns:
+        The :class:`Delivery` of this request.
+
+    Raises:
+        UpvestWebhookRejected: 500 ``configuration_error`` when the middleware has no
+            ``ledger`` or did not verify this request.
+    """
+    delivery = get_delivery(request)
+    if delivery is None:
+        raise _reject(
+            request,
+            ConfigurationError(
+                "no delivery in the scope: add UpvestWebhookMiddleware with a ledger and this path"
+            ),
+            Rejection(500, CONFIGURATION_ERROR),
+        )
+    return delivery
+
+
+UpvestDelivery = Annotated[Delivery, Depends(upvest_delivery)]
+"""``Annotated[Delivery, Depends(upvest_delivery)]``, for endpoint parameters."""
 
 
 class UpvestSignature:

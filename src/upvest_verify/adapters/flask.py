@@ -9,7 +9,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast, overload
 
 try:
     from flask import Flask, Response, current_app, g, request
@@ -21,6 +21,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from upvest_verify import VerifiedWebhook, Verifier
 from upvest_verify.adapters._body import BodyReader, IncompleteBody
+from upvest_verify.adapters._delivery import Answer, Delivery, admit, check_ledger, finish, queue
 from upvest_verify.adapters._reject import (
     CONFIGURATION_ERROR,
     METHOD_NOT_ALLOWED,
@@ -31,12 +32,16 @@ from upvest_verify.adapters._reject import (
 from upvest_verify.adapters._settings import AdapterSettings, load_settings
 from upvest_verify.adapters._url import wsgi_header_pairs, wsgi_method
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
+from upvest_verify.ledger import BaseLedger
 
 __all__ = [
     "CONFIG_PREFIX",
     "EXTENSION_KEY",
+    "Delivery",
     "UpvestVerify",
     "current_webhook",
+    "get_delivery",
+    "get_webhook",
     "require_upvest_signature",
 ]
 
@@ -60,32 +65,46 @@ class UpvestVerify:
     ``UPVEST_VERIFY_VERIFIER``), policy fields (``UPVEST_VERIFY_SKEW``,
     ``UPVEST_VERIFY_MAX_AGE``, ``UPVEST_VERIFY_MAX_BODY_SIZE``, ...) and proxy options
     (``UPVEST_VERIFY_PUBLIC_URL``, ``UPVEST_VERIFY_TRUSTED_PROXIES``,
-    ``UPVEST_VERIFY_PROXY_HEADERS``, ``UPVEST_VERIFY_PATH_PREFIX``).
+    ``UPVEST_VERIFY_PROXY_HEADERS``, ``UPVEST_VERIFY_PATH_PREFIX``) and an event
+    ledger (``UPVEST_VERIFY_LEDGER``: a ledger, or a URL such as
+    ``sqlite:///events.sqlite3``).
 
     Example::
 
-        upvest = UpvestVerify(app)          # or UpvestVerify(verifier=v).init_app(app)
+        upvest = UpvestVerify(app, ledger=SQLiteLedger("events.sqlite3"))
 
         @app.post("/webhooks/upvest")
         @require_upvest_signature
         def receive():
-            for event in g.upvest_webhook.events:
-                ...
+            get_delivery().process(handle_event)   # each event once, across retries
             return "", 200
 
     Args:
         app: The app to initialise now, if any.
         verifier: A ready :class:`~upvest_verify.Verifier`; then only the proxy
             options are read from config.
+        ledger: An event ledger for exactly-once processing per event id (then no
+            ``UPVEST_VERIFY_LEDGER``).
+        inbox: Acknowledge verified deliveries at once and put their events in the
+            ledger's queue instead of calling the view (needs a ledger).
 
     Raises:
         ConfigurationError: From :meth:`init_app`, for invalid or incomplete config.
     """
 
-    def __init__(self, app: Flask | None = None, *, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        verifier: Verifier | None = None,
+        ledger: BaseLedger | None = None,
+        inbox: bool | None = None,
+    ) -> None:
         if verifier is not None and not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be an upvest_verify.Verifier")
         self._verifier = verifier
+        self._ledger = check_ledger(ledger)
+        self._inbox = inbox
         if app is not None:
             self.init_app(app)
 
@@ -104,7 +123,11 @@ class UpvestVerify:
             if key.startswith(CONFIG_PREFIX)
         }
         app.extensions[EXTENSION_KEY] = load_settings(
-            values, verifier=self._verifier, origin="UPVEST_VERIFY_* config"
+            values,
+            verifier=self._verifier,
+            ledger=self._ledger,
+            inbox=self._inbox,
+            origin="UPVEST_VERIFY_* config",
         )
 
     @staticmethod
@@ -126,11 +149,19 @@ class UpvestVerify:
         return state
 
 
+def _log_path() -> str:
+    return str(request.environ.get("RAW_URI") or request.path)
+
+
 def _reject(rejection: Rejection, exc: BaseException | None = None) -> Response:
-    log_rejection(rejection, request.environ.get("RAW_URI") or request.path, exc)
+    log_rejection(rejection, _log_path(), exc)
     return current_app.response_class(
         rejection.body(), status=rejection.status, headers=rejection.headers()
     )
+
+
+def _send(answer: Answer) -> Response:
+    return current_app.response_class(answer.body, status=answer.status, headers=answer.headers)
 
 
 def _form_consumed_body() -> bool:
@@ -184,21 +215,46 @@ def _verify_current_request() -> Response | None:
     return None
 
 
-def require_upvest_signature(view: F) -> F:
-    """Decorate a Flask view so it runs only for a verified Upvest webhook.
+def _admit(ledger: BaseLedger | None, inbox: bool | None) -> Response | Delivery | None:
+    """The answer to send instead of calling the view, the delivery for the view, or
+    ``None`` to call the view without one (no ledger, or an outer decorator admitted)."""
+    if isinstance(g.get("upvest_delivery"), Delivery):
+        return None
+    try:
+        settings = UpvestVerify.settings(current_app)
+        ledger = settings.ledger if ledger is None else ledger
+        inbox = settings.inbox if inbox is None else inbox
+        check_ledger(ledger, inbox)
+    except ConfigurationError as exc:
+        return _reject(Rejection(500, CONFIGURATION_ERROR), exc)
+    if ledger is None:
+        return None
+    webhook, path = g.upvest_webhook, _log_path()
+    # Flask runs an async view in an event loop of its own per request: the ledger is
+    # used through its blocking calls, which any loop can make.
+    outcome: Delivery | Answer = (
+        queue(ledger, webhook, path=path)
+        if inbox
+        else admit(ledger, webhook, path=path, blocking=True)
+    )
+    if isinstance(outcome, Answer):
+        finish(settings.verifier, webhook, None, outcome.status, path=path)
+        return _send(outcome)
+    g.upvest_delivery = outcome
+    return outcome
 
-    Place it under ``@app.route``/``@app.post``. It reads the body with
-    ``request.get_data(cache=True)`` (the view can read it again) and puts the
-    :class:`~upvest_verify.VerifiedWebhook` on ``flask.g.upvest_webhook``. Failures
-    are answered with ``application/problem+json`` and the view is not called.
-    Works for sync and ``async`` views.
 
-    Args:
-        view: The view function.
+def _plain(admitted: Delivery | None) -> bool:
+    """Whether nothing is left to do after the view: no delivery, no replay store."""
+    return admitted is None and UpvestVerify.settings(current_app).verifier.replay_store is None
 
-    Returns:
-        The wrapped view.
-    """
+
+def _finish(admitted: Delivery | None, status: int | None) -> None:
+    verifier = UpvestVerify.settings(current_app).verifier
+    finish(verifier, g.upvest_webhook, admitted, status, path=_log_path())
+
+
+def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
     if inspect.iscoroutinefunction(view):
 
         @functools.wraps(view)
@@ -206,7 +262,18 @@ def require_upvest_signature(view: F) -> F:
             failure = _verify_current_request()
             if failure is not None:
                 return failure
-            return await view(*args, **kwargs)
+            admitted = _admit(ledger, inbox)
+            if isinstance(admitted, Response):
+                return admitted
+            if _plain(admitted):
+                return await view(*args, **kwargs)
+            try:
+                response = current_app.make_response(await view(*args, **kwargs))
+            except BaseException:
+                _finish(admitted, None)
+                raise
+            _finish(admitted, response.status_code)
+            return response
 
         return cast(F, async_wrapper)
 
@@ -215,9 +282,86 @@ def require_upvest_signature(view: F) -> F:
         failure = _verify_current_request()
         if failure is not None:
             return failure
-        return view(*args, **kwargs)
+        admitted = _admit(ledger, inbox)
+        if isinstance(admitted, Response):
+            return admitted
+        if _plain(admitted):
+            return view(*args, **kwargs)
+        try:
+            response = current_app.make_response(view(*args, **kwargs))
+        except BaseException:
+            _finish(admitted, None)
+            raise
+        _finish(admitted, response.status_code)
+        return response
 
     return cast(F, wrapper)
+
+
+@overload
+def require_upvest_signature(view: F) -> F: ...
+
+
+@overload
+def require_upvest_signature(
+    view: None = None, *, ledger: BaseLedger | None = None, inbox: bool | None = None
+) -> Callable[[F], F]: ...
+
+
+def require_upvest_signature(
+    view: F | None = None, *, ledger: BaseLedger | None = None, inbox: bool | None = None
+) -> F | Callable[[F], F]:
+    """Decorate a Flask view so it runs only for a verified Upvest webhook.
+
+    Place it under ``@app.route``/``@app.post``. It reads the body with
+    ``request.get_data(cache=True)`` (the view can read it again) and puts the
+    :class:`~upvest_verify.VerifiedWebhook` on ``flask.g.upvest_webhook``. Failures
+    are answered with ``application/problem+json`` and the view is not called.
+    Works for sync and ``async`` views.
+
+    With an event ledger (``UpvestVerify(ledger=...)``, ``UPVEST_VERIFY_LEDGER``, or
+    ``@require_upvest_signature(ledger=...)`` for this view), a delivery whose events
+    are all done is answered 200 ``already_processed`` and one with an event held by
+    another worker 503 ``in_progress``, without calling the view; otherwise the view
+    finds the claimed events in :func:`get_delivery` (``g.upvest_delivery``), and the
+    claims it leaves open are completed by a 2xx answer and released by any other
+    answer or an exception.
+
+    Args:
+        view: The view function (when used without arguments).
+        ledger: An event ledger for this view, instead of the app's.
+        inbox: Override the app's inbox mode for this view.
+
+    Returns:
+        The wrapped view, or a decorator when called with keyword arguments only.
+
+    Raises:
+        ConfigurationError: ``ledger`` is not a ledger.
+    """
+    check_ledger(ledger)
+    if view is None:
+        return lambda view: _decorate(view, ledger, inbox)
+    return _decorate(view, ledger, inbox)
+
+
+def get_webhook() -> VerifiedWebhook | None:
+    """The webhook :func:`require_upvest_signature` verified for the current request.
+
+    Returns:
+        ``g.upvest_webhook``, or ``None`` outside a decorated view.
+    """
+    webhook = g.get("upvest_webhook")
+    return webhook if isinstance(webhook, VerifiedWebhook) else None
+
+
+def get_delivery() -> Delivery | None:
+    """The events the current request still has to process, when a ledger is configured.
+
+    Returns:
+        ``g.upvest_delivery``, or ``None`` without a ledger or outside a decorated view.
+    """
+    delivery = g.get("upvest_delivery")
+    return delivery if isinstance(delivery, Delivery) else None
 
 
 def current_webhook() -> VerifiedWebhook:

@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
 try:
-    from starlette.requests import Request
+    from starlette.requests import HTTPConnection, Request
     from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -18,7 +18,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "pip install 'upvest-verify[starlette]'"
     ) from e
 
-from upvest_verify import Verifier
+from upvest_verify import VerifiedWebhook, Verifier
+from upvest_verify.adapters._delivery import Answer, Delivery, aadmit, afinish, aqueue, check_ledger
 from upvest_verify.adapters._reject import (
     METHOD_NOT_ALLOWED,
     Rejection,
@@ -28,25 +29,99 @@ from upvest_verify.adapters._reject import (
 )
 from upvest_verify.adapters._run import (
     DEFAULT_MAX_THREADS,
+    DELIVERY_SCOPE_KEY,
+    DELIVERY_STATE_KEY,
     SCOPE_KEY,
     STATE_KEY,
     ASGIVerification,
+    store_delivery,
     store_result,
 )
 from upvest_verify.adapters._url import DEFAULT_PATHS, PathMatcher, asgi_log_path, asgi_route_path
+from upvest_verify.ledger import BaseLedger
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
+    "DELIVERY_SCOPE_KEY",
+    "DELIVERY_STATE_KEY",
     "SCOPE_KEY",
     "STATE_KEY",
+    "Delivery",
     "OnError",
     "UpvestWebhookMiddleware",
+    "get_delivery",
+    "get_webhook",
 ]
 
 OnError = Callable[[Request, Exception], Response | Awaitable[Response]]
 """``on_error(request, exc) -> Response``: ``exc`` is a ``VerificationError``, an
 ``IncompleteBody`` (body shorter than its ``Content-Length``), a
 ``ConfigurationError``, or an unexpected exception from the verifier."""
+
+
+def get_webhook(request: HTTPConnection) -> VerifiedWebhook | None:
+    """The webhook :class:`UpvestWebhookMiddleware` verified for this request.
+
+    Args:
+        request: The request (or any connection built on its scope).
+
+    Returns:
+        The verified webhook, or ``None`` when the middleware did not verify this
+        request (not installed, or the path is not among its ``paths``).
+    """
+    webhook = request.scope.get(SCOPE_KEY)
+    return webhook if isinstance(webhook, VerifiedWebhook) else None
+
+
+def get_delivery(request: HTTPConnection) -> Delivery | None:
+    """The events still to process for this request, when the middleware has a ledger.
+
+    Args:
+        request: The request (or any connection built on its scope).
+
+    Returns:
+        The :class:`Delivery`, or ``None`` when the middleware has no ledger or did
+        not verify this request.
+    """
+    delivery = request.scope.get(DELIVERY_SCOPE_KEY)
+    return delivery if isinstance(delivery, Delivery) else None
+
+
+async def _send_answer(scope: Scope, receive: Receive, send: Send, answer: Answer) -> None:
+    response = Response(answer.body, answer.status, headers=dict(answer.headers))
+    await response(scope, receive, send)
+
+
+async def _run_finishing(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    verifier: Verifier,
+    webhook: VerifiedWebhook,
+    delivery: Delivery | None,
+) -> None:
+    """Run the app; settle the delivery's open claims and record the signature by its answer.
+
+    This happens before the response starts, so a retry that Upvest sends after
+    reading the answer finds the claims completed or released.
+    """
+    path = asgi_log_path(scope)
+    finished = False
+
+    async def finishing_send(message: Message) -> None:
+        nonlocal finished
+        if message["type"] == "http.response.start" and not finished:
+            finished = True
+            await afinish(verifier, webhook, delivery, int(message["status"]), path=path)
+        await send(message)
+
+    try:
+        await app(scope, receive, finishing_send)
+    finally:
+        if not finished:  # the app raised, or never answered
+            finished = True
+            await afinish(verifier, webhook, delivery, None, path=path)
 
 
 class _Disconnected(Exception):
@@ -83,6 +158,13 @@ class UpvestWebhookMiddleware:
     adapter; a client that disconnects mid-body gets no answer (nobody is left to
     read it). Other paths, websockets and lifespan pass through untouched.
 
+    With a ``ledger``, each event is processed once across retries and workers: a
+    delivery whose events are all done is answered 200 ``already_processed`` without
+    calling the app; one with an event held by another worker is answered 503
+    ``in_progress``; otherwise the app gets the claimed events as a
+    :class:`Delivery` (:func:`get_delivery`, ``request.state.upvest_delivery``), and
+    the claims it leaves open are completed by a 2xx answer and released otherwise.
+
     Example::
 
         from starlette.middleware import Middleware
@@ -108,6 +190,11 @@ class UpvestWebhookMiddleware:
         trusted_proxies: Proxy addresses/networks whose forwarding fields are believed.
         proxy_headers: ``"x-forwarded"`` or ``"forwarded"`` (RFC 7239).
         path_prefix: A path prefix a proxy strips before the app sees the path.
+        ledger: An event ledger (:mod:`upvest_verify.ledger`) for exactly-once
+            processing per event id, or ``None``.
+        inbox: Acknowledge each verified delivery at once: put its events in the
+            ledger's queue (``ledger.enqueue``) and answer 200 ``{"status": "queued"}``
+            without calling the app; workers handle them (``ledger.work``).
 
     Raises:
         ConfigurationError: An option is invalid.
@@ -127,8 +214,12 @@ class UpvestWebhookMiddleware:
         trusted_proxies: Iterable[str] = (),
         proxy_headers: str = "x-forwarded",
         path_prefix: str = "",
+        ledger: BaseLedger | None = None,
+        inbox: bool = False,
     ) -> None:
         self.app = app
+        self._ledger = check_ledger(ledger, inbox)
+        self._inbox = inbox
         self._check = ASGIVerification.create(
             verifier,
             max_body_size=max_body_size,
@@ -166,7 +257,26 @@ class UpvestWebhookMiddleware:
             await self._fail(scope, receive, send, body, exc)
             return
         store_result(scope, webhook)
-        await self.app(scope, _replay(body, receive), send)
+        verifier = self._check.verifier
+        delivery: Delivery | None = None
+        if self._ledger is not None:
+            path = asgi_log_path(scope)
+            if self._inbox:
+                outcome: Delivery | Answer = await aqueue(self._ledger, webhook, path=path)
+            else:
+                outcome = await aadmit(self._ledger, webhook, path=path)
+            if isinstance(outcome, Answer):
+                await afinish(verifier, webhook, None, outcome.status, path=path)
+                await _send_answer(scope, receive, send, outcome)
+                return
+            delivery = outcome
+            store_delivery(scope, delivery)
+        elif verifier.replay_store is None:
+            await self.app(scope, _replay(body, receive), send)  # nothing to do afterwards
+            return
+        await _run_finishing(
+            self.app, scope, _replay(body, receive), send, verifier, webhook, delivery
+        )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         reader = self._check.body_reader(scope)  # 413 for a declared length over the limit

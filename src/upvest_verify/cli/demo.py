@@ -4,7 +4,8 @@ It starts the local emulator of Upvest's API (:class:`upvest_verify.sandbox.Sand
 and a sample receiver: a Starlette app behind
 :class:`~upvest_verify.adapters.starlette.UpvestWebhookMiddleware`, on uvicorn, whose
 keys come from a :class:`~upvest_verify.jwks.JWKSCache` fetching ``/auth/verify_keys``
-through the management client. Through that client it registers and enables a
+through the management client, and which processes each event once through a
+:class:`~upvest_verify.ledger.MemoryLedger`. Through that client it registers and enables a
 webhook, asks for a test event, then has the emulator deliver batches in each
 dialect, spoil three deliveries (each retry is sound) and rotate its signing key.
 Every verdict is the receiver's own HTTP answer, as the emulator recorded it.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from upvest_verify import Verifier
+    from upvest_verify.ledger import BaseLedger
     from upvest_verify.sandbox import Delivery, Sandbox
 
 __all__ = ["DemoResult", "demo_command", "run_demo"]
@@ -95,28 +97,35 @@ def _verdict(status: int | None, body: bytes) -> str:
     return str(doc.get("detail", "no answer" if status is None else "?"))
 
 
-def _receiver(verifier: Verifier) -> Starlette:
+def _receiver(verifier: Verifier, ledger: BaseLedger) -> Starlette:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+    from upvest_verify import Event
+    from upvest_verify.adapters.starlette import UpvestWebhookMiddleware, get_delivery
 
     async def receive(request: Request) -> JSONResponse:
-        webhook = request.state.upvest_webhook
+        delivery = get_delivery(request)  # the events of this delivery not processed before
+        assert delivery is not None
+        handled: list[str] = []
+
+        async def handle(event: Event) -> None:
+            handled.append(event.type)  # a real receiver does its work here, once per event
+
+        await delivery.aprocess(handle)
+        webhook = delivery.webhook
         return JSONResponse(
-            {
-                "dialect": str(webhook.dialect),
-                "key_id": webhook.key_id,
-                "events": [event.type for event in webhook.events],
-            }
+            {"dialect": str(webhook.dialect), "key_id": webhook.key_id, "events": handled}
         )
 
+    middleware = Middleware(
+        UpvestWebhookMiddleware, verifier=verifier, paths=[RECEIVER_PATH], ledger=ledger
+    )
     return Starlette(
-        routes=[Route(RECEIVER_PATH, receive, methods=["POST"])],
-        middleware=[Middleware(UpvestWebhookMiddleware, verifier=verifier, paths=[RECEIVER_PATH])],
+        routes=[Route(RECEIVER_PATH, receive, methods=["POST"])], middleware=[middleware]
     )
 
 
@@ -199,6 +208,7 @@ def run_demo(out: Console, *, time_scale: float = 0.01) -> DemoResult:
     from upvest_verify import Verifier
     from upvest_verify.client import UpvestClient
     from upvest_verify.jwks import JWKSCache
+    from upvest_verify.ledger import MemoryLedger
     from upvest_verify.sandbox import Sandbox, WebhookDialect
 
     started = time.monotonic()
@@ -215,9 +225,13 @@ def run_demo(out: Console, *, time_scale: float = 0.01) -> DemoResult:
             signing_key=sb.tenant.signing_key,
         )
         cache = JWKSCache(client.key_source(), ttl=300, refresh_cooldown=REFRESH_COOLDOWN)
-        with client, serve_asgi(_receiver(Verifier(cache))) as port:
+        receiver = _receiver(Verifier(cache), MemoryLedger())
+        with client, serve_asgi(receiver) as port:
             url = f"http://localhost:{port}{RECEIVER_PATH}"
-            out.print(f"- receiver at {url}: Starlette + UpvestWebhookMiddleware on uvicorn")
+            out.print(
+                f"- receiver at {url}: Starlette + UpvestWebhookMiddleware on uvicorn, "
+                "each event processed once (event ledger)"
+            )
             run = _Run(sb, out, result)
             with out.status("registering the webhook through the management client"):
                 hook = client.webhooks.create(

@@ -8,6 +8,7 @@ E004        the key source cannot be used (bad JWKS, import error)
 E005        invalid policy setting
 E006        invalid ``PATHS``
 E007        invalid proxy options (``PUBLIC_URL``, ``TRUSTED_PROXIES``...)
+E008        invalid ``LEDGER`` (bad URL, not a ledger) or ``INBOX`` (without a ledger)
 W001        ``DATA_UPLOAD_MAX_MEMORY_SIZE`` below the body limit
 ==========  ======================================================
 """

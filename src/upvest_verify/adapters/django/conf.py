@@ -3,7 +3,8 @@
 ``UPVEST_VERIFY`` is a dict with the keys of
 :func:`upvest_verify.adapters._settings.load_settings` (``JWKS``, ``JWKS_URL``,
 ``KEYS`` or ``VERIFIER``; policy fields such as ``SKEW``; ``PATHS``,
-``PUBLIC_URL``, ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``).
+``PUBLIC_URL``, ``TRUSTED_PROXIES``, ``PROXY_HEADERS``, ``PATH_PREFIX``; ``LEDGER``
+and ``INBOX``). One ledger built from ``LEDGER`` serves the whole process.
 """
 
 from __future__ import annotations

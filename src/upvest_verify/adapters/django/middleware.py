@@ -1,6 +1,7 @@
 """Django middleware verifying Upvest webhooks on configured paths (sync and async).
 
-The request-level helpers here are shared with :mod:`.decorators`.
+The request-level helpers here (verification, admission through an event ledger,
+settling the claims by the answer's status) are shared with :mod:`.decorators`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ from django.http import (  # type: ignore[import-untyped,unused-ignore]
 
 from upvest_verify import VerifiedWebhook
 from upvest_verify.adapters._body import BodyReader, IncompleteBody, declared_length
+from upvest_verify.adapters._delivery import (
+    Answer,
+    Delivery,
+    aadmit,
+    admit,
+    afinish,
+    aqueue,
+    check_ledger,
+    finish,
+    queue,
+)
 from upvest_verify.adapters._reject import (
+    CONFIGURATION_ERROR,
     METHOD_NOT_ALLOWED,
     PROBLEM_CONTENT_TYPE,
     Rejection,
@@ -30,11 +43,54 @@ from upvest_verify.adapters._settings import AdapterSettings
 from upvest_verify.adapters._url import wsgi_header_pairs, wsgi_method
 from upvest_verify.adapters.django.conf import get_settings
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
+from upvest_verify.ledger import BaseLedger
 
-__all__ = ["REQUEST_ATTRIBUTE", "UpvestWebhookMiddleware", "averify_request", "verify_request"]
+__all__ = [
+    "DELIVERY_ATTRIBUTE",
+    "REQUEST_ATTRIBUTE",
+    "UpvestWebhookMiddleware",
+    "adeliver",
+    "averify_request",
+    "deliver",
+    "get_delivery",
+    "get_webhook",
+    "verify_request",
+]
 
 REQUEST_ATTRIBUTE = "upvest_webhook"
 """``request.upvest_webhook`` holds the :class:`~upvest_verify.VerifiedWebhook`."""
+
+DELIVERY_ATTRIBUTE = "upvest_delivery"
+"""``request.upvest_delivery`` holds the :class:`~upvest_verify.adapters.django.Delivery`
+of a request admitted through an event ledger."""
+
+
+def get_webhook(request: Any) -> VerifiedWebhook | None:
+    """The webhook verified for this request (``request.upvest_webhook``).
+
+    Args:
+        request: The ``HttpRequest``.
+
+    Returns:
+        The verified webhook, or ``None`` when neither the middleware nor the
+        decorator verified this request.
+    """
+    webhook = getattr(request, REQUEST_ATTRIBUTE, None)
+    return webhook if isinstance(webhook, VerifiedWebhook) else None
+
+
+def get_delivery(request: Any) -> Delivery | None:
+    """The events this request still has to process (``request.upvest_delivery``).
+
+    Args:
+        request: The ``HttpRequest``.
+
+    Returns:
+        The :class:`~upvest_verify.adapters.django.Delivery`, or ``None`` without a
+        ledger or for a request that was not verified.
+    """
+    delivery = getattr(request, DELIVERY_ATTRIBUTE, None)
+    return delivery if isinstance(delivery, Delivery) else None
 
 
 def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None) -> Any:
@@ -46,6 +102,130 @@ def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None
     for name, value in rejection.headers():
         if name != "content-type":
             response[name] = value
+    return response
+
+
+def _send(answer: Answer) -> Any:
+    response = HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers:
+        response[name] = value
+    return response
+
+
+def _setup(
+    request: Any,
+    settings: AdapterSettings | None,
+    ledger: BaseLedger | None,
+    inbox: bool | None,
+) -> tuple[AdapterSettings, BaseLedger | None, bool] | Any:
+    """The settings, ledger and inbox mode for a verified request, or the 500 answer."""
+    try:
+        settings = settings or get_settings()
+        ledger = settings.ledger if ledger is None else ledger
+        inbox = settings.inbox if inbox is None else inbox
+        check_ledger(ledger, inbox)
+    except ConfigurationError as exc:
+        return _reject(request, Rejection(500, CONFIGURATION_ERROR), exc)
+    return settings, ledger, inbox
+
+
+def deliver(
+    request: Any,
+    call: Callable[[], Any],
+    settings: AdapterSettings | None = None,
+    *,
+    ledger: BaseLedger | None = None,
+    inbox: bool | None = None,
+) -> Any:
+    """Hand a verified request to the view, in sync code.
+
+    Without a ledger this is ``call()`` (and, with a replay store, recording the
+    signature after a 2xx answer). With one, the events are admitted first (or
+    queued, in inbox mode): the answer for a delivery already processed or held
+    elsewhere is returned without calling the view; otherwise the view finds
+    ``request.upvest_delivery``, and its answer settles the claims left open.
+
+    Args:
+        request: The verified ``HttpRequest``.
+        call: Calls the view (or the rest of the middleware chain).
+        settings: The adapter settings; read from ``settings.UPVEST_VERIFY`` if ``None``.
+        ledger: A ledger instead of the settings' ``LEDGER``.
+        inbox: Inbox mode instead of the settings' ``INBOX``.
+
+    Returns:
+        The response.
+    """
+    if get_delivery(request) is not None:
+        return call()  # admitted by an outer layer, which settles it
+    found = _setup(request, settings, ledger, inbox)
+    if not isinstance(found, tuple):
+        return found
+    settings, ledger, inbox = found
+    webhook, path = getattr(request, REQUEST_ATTRIBUTE), request.path
+    delivery: Delivery | None = None
+    if ledger is not None:
+        outcome = queue(ledger, webhook, path=path) if inbox else admit(ledger, webhook, path=path)
+        if isinstance(outcome, Answer):
+            finish(settings.verifier, webhook, None, outcome.status, path=path)
+            return _send(outcome)
+        delivery = outcome
+        setattr(request, DELIVERY_ATTRIBUTE, delivery)
+    elif settings.verifier.replay_store is None:
+        return call()
+    try:
+        response = call()
+    except BaseException:
+        finish(settings.verifier, webhook, delivery, None, path=path)
+        raise
+    finish(settings.verifier, webhook, delivery, response.status_code, path=path)
+    return response
+
+
+async def adeliver(
+    request: Any,
+    call: Callable[[], Awaitable[Any]],
+    settings: AdapterSettings | None = None,
+    *,
+    ledger: BaseLedger | None = None,
+    inbox: bool | None = None,
+) -> Any:
+    """:func:`deliver` in async code.
+
+    Under ASGI the ledger's async calls run in the server's event loop. An async view
+    under WSGI runs in an event loop of its own per request; there the ledger is used
+    through its blocking calls (a Redis client made for one loop cannot serve another).
+    """
+    if get_delivery(request) is not None:
+        return await call()
+    found = _setup(request, settings, ledger, inbox)
+    if not isinstance(found, tuple):
+        return found
+    settings, ledger, inbox = found
+    webhook, path = getattr(request, REQUEST_ATTRIBUTE), request.path
+    blocking = not isinstance(getattr(request, "scope", None), dict)
+    delivery: Delivery | None = None
+    if ledger is not None:
+        if inbox:
+            outcome: Delivery | Answer = await aqueue(ledger, webhook, path=path, blocking=blocking)
+        else:
+            outcome = await aadmit(ledger, webhook, path=path, blocking=blocking)
+        if isinstance(outcome, Answer):
+            await afinish(
+                settings.verifier, webhook, None, outcome.status, path=path, blocking=blocking
+            )
+            return _send(outcome)
+        delivery = outcome
+        setattr(request, DELIVERY_ATTRIBUTE, delivery)
+    elif settings.verifier.replay_store is None:
+        return await call()
+    try:
+        response = await call()
+    except BaseException:
+        await afinish(settings.verifier, webhook, delivery, None, path=path, blocking=blocking)
+        raise
+    await afinish(
+        settings.verifier, webhook, delivery, response.status_code, path=path, blocking=blocking
+    )
     return response
 
 
@@ -163,6 +343,13 @@ class UpvestWebhookMiddleware:
     gets ``request.upvest_webhook`` and CSRF checks are skipped for the request;
     failures never reach the view.
 
+    With ``UPVEST_VERIFY["LEDGER"]`` each event is processed once across retries and
+    workers: a delivery whose events are all done is answered 200
+    ``already_processed``, one with an event held by another worker 503
+    ``in_progress``; otherwise the view gets ``request.upvest_delivery``
+    (:func:`get_delivery`), and the claims it leaves open are completed by a 2xx
+    answer and released by any other.
+
     Example::
 
         MIDDLEWARE = ["upvest_verify.adapters.django.UpvestWebhookMiddleware", ...]
@@ -194,6 +381,7 @@ class UpvestWebhookMiddleware:
             failure = verify_request(request, self._settings)
             if failure is not None:
                 return failure
+            return deliver(request, lambda: self.get_response(request), self._settings)
         return self.get_response(request)
 
     async def __acall__(self, request: Any) -> Any:
@@ -202,5 +390,6 @@ class UpvestWebhookMiddleware:
             failure = await averify_request(request, self._settings)
             if failure is not None:
                 return failure
+            return await adeliver(request, lambda: self.get_response(request), self._settings)
         response: Awaitable[Any] = self.get_response(request)
         return await response
