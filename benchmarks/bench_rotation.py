@@ -4,7 +4,7 @@ A loopback HTTP server on 127.0.0.1 (ephemeral port) serves the JWKS and counts
 requests; the cache runs on a virtual monotonic clock the script moves, so "a key
 published N seconds after a fetch" takes no waiting. Two measurements::
 
-    python benchmarks/bench_rotation.py [--quick] [--src PATH]
+    python benchmarks/bench_rotation.py [--quick] [--src PATH] [--json PATH]
 
 (a) **Rotation.** After a fetch of the cache's own (the cold start, or a TTL
     refresh), Upvest publishes a new key N seconds later and signs every webhook
@@ -332,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between webhooks")
     parser.add_argument("--kids", type=int, default=2000, help="forged kids per flood")
     parser.add_argument("--threads", type=int, default=16, help="threads of the thread flood")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.src.resolve() if args.src else SRC))
     import upvest_verify
@@ -350,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n(a) rotation: a key published N s after a fetch; a webhook under it every", end=" ")
     print(f"{args.interval} s (virtual time; refresh_cooldown={args.cooldown} s)\n")
     rows: list[list[str]] = []
+    figures: dict[str, Any] = {"rotation": [], "flood": []}
     for after in afters:
         for mode in ("sync", "async"):
             for delay in delays:
@@ -359,6 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ok &= refused == 0 or delay < 2
                 shown = "never" if latency is None else f"{latency:.2f}"
                 rows.append([after, mode, f"{delay:g}", str(refused), shown])
+                figures["rotation"].append(
+                    {
+                        "after": after,
+                        "path": mode,
+                        "published_after_s": delay,
+                        "refused_before_accept": refused,
+                        "seconds_to_first_accept": latency,
+                    }
+                )
     _table(rows, ["after", "path", "N (s)", "refused before accept", "s to first accept"])
 
     print(f"\n(b) flood: {kids} webhooks under random unknown kids, 2 s after a fetch\n")
@@ -369,6 +380,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kids, args.threads, mode, spread, args.cooldown
             )
             ok &= worst <= 1
+            figures["flood"].append(
+                {
+                    "arrival": "spread" if spread else "burst",
+                    "callers": mode,
+                    "webhooks": kids,
+                    "fetches": fetches,
+                    "cooldowns": windows,
+                    "max_fetches_per_cooldown": worst,
+                    "refusal_p50_ms": round(p50, 3),
+                    "refusal_p99_ms": round(p99, 3),
+                    "warnings": lines,
+                }
+            )
             rows.append(
                 [
                     f"over {4 * args.cooldown:g} s" if spread else "one burst",
@@ -395,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
     )
     print("\ntargets:", "met" if ok else "NOT met")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {"benchmark": "rotation", "targets_met": ok, **figures}
+        args.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return 0 if ok else 1
 
 

@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_verify.py            # full run (about a minute)
     python benchmarks/bench_verify.py --quick    # smoke test (< 20 s)
     python benchmarks/bench_verify.py --stages   # also break our overhead down per stage
+    python benchmarks/bench_verify.py --sizes 1K,64K --json verify.json
 
 The webhook covers six components, ``@method @path content-type content-length
 content-digest date``, with an RFC 9421 (quoted) base, a DER signature and a P-521
@@ -20,7 +21,8 @@ key; the body is 1 KiB, 10 KiB or 1 MiB of JSON. Contenders, timed interleaved
 * **peer**: PyPI ``http-message-signatures`` (``HTTPMessageVerifier``) with a P-521
   algorithm class defined here, a raw ``r||s`` signature over the same base, and
   ``verify(..., body=body)`` so that it checks ``Content-Digest`` against the body
-  too (which it does only when given the body).
+  too (which it does only when given the body). Left out, with a notice, when the
+  package is not installed.
 
 The Upvest v6 dialect (``Digest: SHA-256=``, unquoted base lines) is measured in the
 same rounds against its own floor (SHA-256 plus one verify); the peer cannot build
@@ -50,8 +52,10 @@ from typing import Any
 
 if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cryptography
+from _common import describe_machine, parse_sizes, size_label, write_json
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -61,6 +65,7 @@ from upvest_verify.testing import SigningKey, generate_key, make_key_set, sign_w
 
 __all__ = [
     "COMPONENTS",
+    "HAVE_PEER",
     "SIZES",
     "V6_COMPONENTS",
     "Case",
@@ -96,6 +101,8 @@ EXTRA_HEADERS = (
 )
 _ECDSA_SHA512 = ec.ECDSA(hashes.SHA512())
 V6 = "upvest-v6"
+HAVE_PEER = importlib.util.find_spec("http_message_signatures") is not None
+"""Whether the peer library is installed (its column is left out otherwise)."""
 
 
 # ---------------------------------------------------------------------------
@@ -314,7 +321,7 @@ def _contenders(case: Case) -> list[Contender]:
     rfc_headers, v6_headers = case.rfc_headers, case.v6_headers
     rfc_verifier = Verifier(keys)
     v6_verifier = Verifier(keys)
-    peer = peer_verifier(case.key.kid, public_key)
+    peer = peer_verifier(case.key.kid, public_key) if HAVE_PEER else None
     peer_request = case.peer_request
     peer_required = ("@method", "@path")
 
@@ -352,7 +359,7 @@ def _contenders(case: Case) -> list[Contender]:
     def v6_verify_call() -> object:
         return verify("POST", URL, v6_headers, body, keys=keys)
 
-    return [
+    contenders = [
         Contender("floor", floor_rfc, lambda: floor_ok(floor_rfc)),
         Contender("Verifier", rfc_verifier_call, lambda: ok_ours(rfc_verifier_call(), "rfc9421")),
         Contender("verify()", rfc_verify_call, lambda: ok_ours(rfc_verify_call(), "rfc9421")),
@@ -361,6 +368,7 @@ def _contenders(case: Case) -> list[Contender]:
         Contender("v6 Verifier", v6_verifier_call, lambda: ok_ours(v6_verifier_call(), V6)),
         Contender("v6 verify()", v6_verify_call, lambda: ok_ours(v6_verify_call(), V6)),
     ]
+    return [c for c in contenders if c.name != "peer" or peer is not None]
 
 
 def _tampered_signature(value: str) -> str:
@@ -380,8 +388,6 @@ def negative_checks(case: Case) -> list[str]:
     Returns:
         Descriptions of tampered requests that were wrongly accepted (empty if none).
     """
-    from http_message_signatures import InvalidSignature as PeerInvalid
-
     from upvest_verify import VerificationError
 
     public_key = case.key.private_key.public_key()
@@ -399,6 +405,24 @@ def negative_checks(case: Case) -> list[str]:
                 failures.append(f"ours ({name}) raised {type(e).__name__} on a tampered {what}")
                 continue
             failures.append(f"ours ({name}) accepted a tampered {what}")
+    if HAVE_PEER:
+        failures += _peer_negative_checks(case, public_key, body)
+    bad_base = case.rfc_base.replace(b"POST", b"PUT", 1)
+    try:
+        floor_fn(case.body, bad_base, case.rfc_der, public_key, "sha512")()
+    except CryptoInvalidSignature:
+        pass
+    else:
+        failures.append("the floor accepted a tampered base")
+    return failures
+
+
+def _peer_negative_checks(
+    case: Case, public_key: ec.EllipticCurvePublicKey, body: bytes
+) -> list[str]:
+    from http_message_signatures import InvalidSignature as PeerInvalid
+
+    failures = []
     peer = peer_verifier(case.key.kid, public_key)
     req = case.peer_request
     bad_req = PeerRequest(
@@ -415,13 +439,6 @@ def negative_checks(case: Case) -> list[str]:
             failures.append(f"peer raised {type(e).__name__} on a tampered {what}")
             continue
         failures.append(f"peer accepted a tampered {what}")
-    bad_base = case.rfc_base.replace(b"POST", b"PUT", 1)
-    try:
-        floor_fn(case.body, bad_base, case.rfc_der, public_key, "sha512")()
-    except CryptoInvalidSignature:
-        pass
-    else:
-        failures.append("the floor accepted a tampered base")
     return failures
 
 
@@ -512,206 +529,126 @@ def _load() -> str:
         return ""
 
 
-def _size_label(size: int) -> str:
-    return f"{size // (1024 * 1024)} MiB" if size >= 1024 * 1024 else f"{size // 1024} KiB"
-
-
-# ---------------------------------------------------------------------------
-# Per-stage breakdown of our overhead
-# ---------------------------------------------------------------------------
-
-
-def _stage_fns(case: Case) -> tuple[list[tuple[str, Callable[[], object]]], Callable[[], object]]:
-    """The stages of the strict RFC 9421 verify path as separately callable pieces.
-
-    Returns:
-        ``(stages, full)``: named stage callables in execution order, each fed the
-        output of the previous stages (precomputed), and the full ``Verifier.verify``.
-    """
-    from upvest_verify import Policy
-    from upvest_verify._components import component_value
-    from upvest_verify._crypto import decode_signature, verify_signature
-    from upvest_verify._digest import BodyHasher, check_content_digest
-    from upvest_verify._message import normalise_fields, request_message
-    from upvest_verify._result import Dialect
-    from upvest_verify._rules import (
-        check_params,
-        coverage_error,
-        coverage_of,
-        key_error,
-        order_labels,
-        time_window_error,
-    )
-    from upvest_verify._sfv import serialize_inner_list
-    from upvest_verify._verify import parse_signature_input, parse_signatures, signature_base
-
-    policy = Policy()
-    body, keys, headers, kid = case.body, case.keys, case.rfc_headers, case.key.kid
-    verifier = Verifier(keys, policy=policy)
-    now = time.time()
-    fields = normalise_fields(headers)
-    message = request_message("POST", URL, fields)
-    inputs, signatures = parse_signatures(message, policy)
-    member = inputs["sig1"]
-    items, params = member
-    assert isinstance(items, list)
-    sig = parse_signature_input(message, "sig1", policy)
-    values = [component_value(message, c) for c in sig.components]
-    digest_value = values[4][0]
-    hasher = BodyHasher(body)
-    hasher.digest("sha-512")  # the hash is the floor's; time only parsing and comparing
-    key = keys.lookup(kid)
-    der, _ = decode_signature(key.key_type, sig.signature, "auto")
-    base = signature_base(message, sig, "rfc9421", values)
-    assert base == case.rfc_base
-
-    def checks() -> None:
-        p = sig.params
-        assert coverage_error(sig.coverage, policy, has_body=True, has_query=False) is None
-        assert time_window_error(p.get("created"), p.get("expires"), now, policy) is None  # type: ignore[arg-type]
-        found = keys.lookup(kid)
-        assert key_error(found, kid, p.get("alg"), policy) is None
-
-    def result() -> object:
-        return VerifiedWebhook(
-            key_id=kid,
-            label=sig.label,
-            covered_components=tuple(c.quoted for c in sig.components),
-            created=sig.params.get("created"),  # type: ignore[arg-type]
-            expires=sig.params.get("expires"),  # type: ignore[arg-type]
-            nonce=sig.params.get("nonce"),  # type: ignore[arg-type]
-            dialect=Dialect("rfc9421", "der", "content-digest"),
-            body=body,
-        )
-
-    stages: list[tuple[str, Callable[[], object]]] = [
-        ("header normalisation (normalise_fields)", lambda: normalise_fields(headers)),
-        ("URL split + Message (request_message)", lambda: request_message("POST", URL, fields)),
-        ("SF parsing, both headers (parse_signatures)", lambda: parse_signatures(message, policy)),
-        (
-            "label order (order_labels)",
-            lambda: order_labels(
-                [k for k in inputs if k in signatures],
-                lambda label: inputs[label][1].get("keyid"),
-                keys.__contains__,
-                policy,
-            ),
-        ),
-        ("  component ids (coverage_of)", lambda: coverage_of(items, policy.max_components)),
-        ("  parameters (check_params)", lambda: check_params(params, policy)),
-        ("  @signature-params (serialize_inner_list)", lambda: serialize_inner_list(items, params)),
-        (
-            "signature input, whole (parse_signature_input)",
-            lambda: parse_signature_input(message, "sig1", policy),
-        ),
-        ("coverage + time + key lookup + alg", checks),
-        (
-            "component values (component_value x6)",
-            lambda: [component_value(message, c) for c in sig.components],
-        ),
-        ("Content-Digest parse + compare", lambda: check_content_digest(digest_value, hasher)),
-        ("DER check (decode_signature)", lambda: decode_signature("P-521", sig.signature, "auto")),
-        ("base building (signature_base)", lambda: signature_base(message, sig, "rfc9421", values)),
-        ("result object (VerifiedWebhook)", result),
-        ("default Policy() (verify() only)", Policy),
-        ("[floor] SHA-512 of the body", lambda: hashlib.sha512(body).digest()),
-        ("[floor] ECDSA P-521 verify", lambda: verify_signature(key, der, base)),
-    ]
-    return stages, lambda: verifier.verify("POST", URL, headers, body)
-
-
-def _print_stages(case: Case, quick: bool) -> None:
-    """Print what our path costs beyond the floor, whole and stage by stage.
-
-    Everything is timed in isolation, interleaved round by round, with the ECDSA
-    verify inside our path replaced by ``True``; the SHA-512 is subtracted from the
-    whole-path lines. "In situ" runs the floor and then our stubbed path, minus the
-    floor: our code as it runs for real, right after a P-521 verify has evicted its
-    working set. The stage lines break down the strict path, which the fast path
-    hands over to for anything but a canonical webhook. Medians and minima are both
-    shown: on a loaded machine the minimum is the better estimate of intrinsic cost.
-    """
-    import upvest_verify._fast as fast
-    import upvest_verify._verify as core
-    from upvest_verify._crypto import verify_signature
-
-    stages, full = _stage_fns(case)
-    key = case.keys.lookup(case.key.kid)
-    body, base, der = case.body, case.rfc_base, case.rfc_der
-
-    def floor() -> None:
-        hashlib.sha512(body).digest()
-        verify_signature(key, der, base)
-
-    def floor_then_ours() -> None:
-        floor()
-        full()
-
-    def strict() -> object:
-        fast.ENABLED = False
-        try:
-            return full()
-        finally:
-            fast.ENABLED = True
-
-    wholes = [
-        ("fast path (Verifier.verify)", full),
-        ("strict path (fast path off)", strict),
-        ("[floor] SHA-512 + ECDSA verify", floor),
-        ("floor, then the fast path", floor_then_ours),
-    ]
-    timed = [*stages, *wholes]
-    samples: dict[str, list[float]] = {name: [] for name, _ in timed}
-    repeats, number = (9, 20) if quick else (41, 60)
-    real_verify = core.verify_signature  # type: ignore[attr-defined]
-    core.verify_signature = lambda key, signature, message: True  # type: ignore[attr-defined]
-    fast.verify_signature = core.verify_signature  # type: ignore[attr-defined]
-    try:
-        for _name, fn in timed:
-            for _ in range(5):
-                fn()
-        for r in range(repeats):
-            for i in range(len(timed)):
-                name, fn = timed[(r + i) % len(timed)]
-                samples[name].append(_time_batch(fn, number))
-    finally:
-        core.verify_signature = real_verify  # type: ignore[attr-defined]
-        fast.verify_signature = real_verify  # type: ignore[attr-defined]
-    med = {name: statistics.median(v) / 1000 for name, v in samples.items()}
-    low = {name: min(v) / 1000 for name, v in samples.items()}
-    sha = "[floor] SHA-512 of the body"
-    floor_name = "[floor] SHA-512 + ECDSA verify"
-    print(
-        f"\nCost beyond the floor, {_size_label(case.size)} RFC 9421 webhook, µs per call"
-        " (ECDSA stubbed in our path; interleaved rounds):"
-    )
-    print(f"  {'':<50} {'median':>8} {'min':>8}")
-    for name, minus in (
-        ("fast path (Verifier.verify)", sha),
-        ("strict path (fast path off)", sha),
-        ("floor, then the fast path", floor_name),
-    ):
-        label = "in situ: fast path right after a real verify" if minus == floor_name else name
-        print(f"  {label:<50} {med[name] - med[minus]:8.2f} {low[name] - low[minus]:8.2f}")
-    print("  strict path, stage by stage (indented lines are parts of the line below them):")
-    for name, _ in stages:
-        print(f"    {name:<48} {med[name]:8.2f} {low[name]:8.2f}")
-    print(
-        f"  budget for ours <= 1.05 x floor: {0.05 * med[floor_name]:.1f} µs"
-        f" (median floor {med[floor_name]:.0f} µs)"
-    )
-
-
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
+
+
+RATIOS = (
+    ("ours/floor", "Verifier", "floor"),
+    ("verify()/floor", "verify()", "floor"),
+    ("peer/floor", "peer", "floor"),
+    ("ours/peer", "Verifier", "peer"),
+    ("v6 ours/floor", "v6 Verifier", "v6 floor"),
+)
+"""Ratios reported per size: (label, numerator contender, denominator contender)."""
+
+
+def summarise(rows: Sequence[tuple[Case, Sequence[Contender]]]) -> list[dict[str, Any]]:
+    """The figures of a run, one entry per body size, for ``--json`` and the plots.
+
+    Args:
+        rows: Each size's case and its timed contenders.
+
+    Returns:
+        Per size: ``size``; per contender the median, quartiles and fastest batch in
+        µs per call; per ratio of :data:`RATIOS` the paired per-round median and
+        quartiles, the ratio of medians and the ratio of the fastest batches.
+    """
+    out = []
+    for case, cs in rows:
+        by = {c.name: c for c in cs}
+        contenders = {}
+        for c in cs:
+            q1, _median, q3 = (
+                statistics.quantiles(c.samples, n=4) if len(c.samples) >= 2 else [c.samples[0]] * 3
+            )
+            contenders[c.name] = {
+                "median_us": round(c.median_us, 3),
+                "q1_us": round(q1 / 1000, 3),
+                "q3_us": round(q3 / 1000, 3),
+                "best_us": round(c.best_us, 3),
+                "rounds": len(c.samples),
+            }
+        ratios = {}
+        for label, a, b in RATIOS:
+            if a in by and b in by:
+                m, lo, hi = _paired_ratio(by[a], by[b])
+                ratios[label] = {
+                    "paired_median": round(m, 4),
+                    "paired_q1": round(lo, 4),
+                    "paired_q3": round(hi, 4),
+                    "of_medians": round(by[a].median_us / by[b].median_us, 4),
+                    "of_fastest": round(by[a].best_us / by[b].best_us, 4),
+                }
+        out.append({"size": case.size, "contenders": contenders, "ratios": ratios})
+    return out
+
+
+def _print_tables(rows: Sequence[tuple[Case, Sequence[Contender]]]) -> None:
+    peer_note = "raw r||s" if HAVE_PEER else "not installed, left out"
+    print(f"\nRFC 9421 webhook: quoted base, Content-Digest sha-512, DER (peer: {peer_note})")
+    header = (
+        f"{'size':>8} {'floor µs':>9} {'ours µs':>9} {'ours/floor':>10} {'verify() µs':>11}"
+        f" {'peer µs':>9} {'peer/floor':>10} {'ours/peer':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case, cs in rows:
+        by = {c.name: c for c in cs}
+        floor, ours, plain, peer = by["floor"], by["Verifier"], by["verify()"], by.get("peer")
+        peer_cells = (
+            f" {peer.median_us:9.1f} {peer.median_us / floor.median_us:10.3f}"
+            f" {ours.median_us / peer.median_us:9.3f}"
+            if peer
+            else f" {'-':>9} {'-':>10} {'-':>9}"
+        )
+        print(
+            f"{size_label(case.size):>8} {floor.median_us:9.1f} {ours.median_us:9.1f}"
+            f" {ours.median_us / floor.median_us:10.3f} {plain.median_us:11.1f}" + peer_cells
+        )
+    print("\nUpvest v6 webhook: unquoted base, Digest SHA-256, DER (peer: cannot build this base)")
+    header = (
+        f"{'size':>8} {'floor µs':>9} {'ours µs':>9} {'ours/floor':>10}"
+        f" {'verify() µs':>11} {'verify()/floor':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case, cs in rows:
+        by = {c.name: c for c in cs}
+        floor, ours, plain = by["v6 floor"], by["v6 Verifier"], by["v6 verify()"]
+        print(
+            f"{size_label(case.size):>8} {floor.median_us:9.1f} {ours.median_us:9.1f}"
+            f" {ours.median_us / floor.median_us:10.3f} {plain.median_us:11.1f}"
+            f" {plain.median_us / floor.median_us:14.3f}"
+        )
+    pairs = [p for p in RATIOS if p[0] in ("ours/floor", "peer/floor", "v6 ours/floor")]
+    print("\nPaired per-round ratios, median [quartiles] (robust to load changing between rounds):")
+    for case, cs in rows:
+        by = {c.name: c for c in cs}
+        parts = []
+        for label, a, b in pairs:
+            if a in by and b in by:
+                m, lo, hi = _paired_ratio(by[a], by[b])
+                parts.append(f"{label} {m:.3f} [{lo:.3f}-{hi:.3f}]")
+        print(f"  {size_label(case.size):>8}: " + ", ".join(parts))
+    print("Ratios of the fastest batches (least disturbed by other work on the machine):")
+    for case, cs in rows:
+        by = {c.name: c for c in cs}
+        parts = [
+            f"{label} {by[a].best_us / by[b].best_us:.3f}"
+            for label, a, b in pairs
+            if a in by and b in by
+        ]
+        print(f"  {size_label(case.size):>8}: " + ", ".join(parts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table.
 
     Args:
-        argv: Command-line arguments (``--quick``, ``--stages``, ``--rounds N``).
+        argv: Command-line arguments (``--quick``, ``--stages``, ``--rounds N``,
+            ``--sizes 1K,10K,1M``, ``--json PATH``).
 
     Returns:
         The exit status: 0, or 1 if a contender failed to verify.
@@ -721,13 +658,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds per size")
     parser.add_argument("--stages", action="store_true", help="per-stage breakdown at 10 KiB")
     parser.add_argument(
-        "--sizes", default=None, help="comma-separated body sizes in bytes (default 1K,10K,1M)"
+        "--sizes",
+        default=None,
+        help="comma-separated body sizes: bytes or with K/M (default 1K,10K,1M; at least 64)",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     rounds = args.rounds or (12 if args.quick else 201)
     batch_ms = 5.0 if args.quick else 10.0
     warmup = 5 if args.quick else 30
-    sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else SIZES
+    try:
+        sizes = parse_sizes(args.sizes) if args.sizes else SIZES
+    except ValueError as e:
+        parser.error(f"--sizes: {e}")
+    if not sizes or min(sizes) < 64:
+        parser.error("--sizes: give at least one size, each at least 64 bytes")
 
     print(machine_info())
     print(
@@ -735,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"~{batch_ms:g} ms batches after one untimed call, gc off while timing;"
         " medians of per-call time."
     )
+    if not HAVE_PEER:
+        print("http-message-signatures is not installed: the peer column is left out")
     key = generate_key("P-521")
     failures = 0
     rows: list[tuple[Case, list[Contender]]] = []
@@ -746,73 +693,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 verified = c.check()
             except Exception as e:
-                print(f"FAIL {c.name} @ {_size_label(size)}: {type(e).__name__}: {e}")
+                print(f"FAIL {c.name} @ {size_label(size)}: {type(e).__name__}: {e}")
                 verified = False
             else:
                 if not verified:
-                    print(f"FAIL {c.name} @ {_size_label(size)}: did not verify")
+                    print(f"FAIL {c.name} @ {size_label(size)}: did not verify")
             failures += not verified
         for failure in negative_checks(case):
-            print(f"FAIL @ {_size_label(size)}: {failure}")
+            print(f"FAIL @ {size_label(size)}: {failure}")
             failures += 1
         if failures:
             continue
         run_interleaved(contenders, rounds, batch_ms, warmup)
         for c in contenders:  # still valid after the timing loop (no expiry, no state drift)
             if not c.check():
-                print(f"FAIL {c.name} @ {_size_label(size)}: stopped verifying while timed")
+                print(f"FAIL {c.name} @ {size_label(size)}: stopped verifying while timed")
                 failures += 1
         rows.append((case, contenders))
     if failures:
         return 1
 
-    print("\nRFC 9421 webhook: quoted base, Content-Digest sha-512, DER (peer: raw r||s)")
-    header = (
-        f"{'size':>8} {'floor µs':>9} {'ours µs':>9} {'ours/floor':>10} {'verify() µs':>11}"
-        f" {'peer µs':>9} {'peer/floor':>10} {'ours/peer':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for case, cs in rows:
-        floor, ours, plain, peer = cs[0], cs[1], cs[2], cs[3]
-        print(
-            f"{_size_label(case.size):>8} {floor.median_us:9.1f} {ours.median_us:9.1f}"
-            f" {ours.median_us / floor.median_us:10.3f} {plain.median_us:11.1f}"
-            f" {peer.median_us:9.1f} {peer.median_us / floor.median_us:10.3f}"
-            f" {ours.median_us / peer.median_us:9.3f}"
-        )
-    print("\nUpvest v6 webhook: unquoted base, Digest SHA-256, DER (peer: cannot build this base)")
-    header = (
-        f"{'size':>8} {'floor µs':>9} {'ours µs':>9} {'ours/floor':>10}"
-        f" {'verify() µs':>11} {'verify()/floor':>14}"
-    )
-    print(header)
-    print("-" * len(header))
-    for case, cs in rows:
-        floor, ours, plain = cs[4], cs[5], cs[6]
-        print(
-            f"{_size_label(case.size):>8} {floor.median_us:9.1f} {ours.median_us:9.1f}"
-            f" {ours.median_us / floor.median_us:10.3f} {plain.median_us:11.1f}"
-            f" {plain.median_us / floor.median_us:14.3f}"
-        )
-    pairs = ((1, 0, "ours/floor"), (3, 0, "peer/floor"), (5, 4, "v6 ours/floor"))
-    print("\nPaired per-round ratios, median [quartiles] (robust to load changing between rounds):")
-    for case, cs in rows:
-        parts = []
-        for a, b, label in pairs:
-            m, lo, hi = _paired_ratio(cs[a], cs[b])
-            parts.append(f"{label} {m:.3f} [{lo:.3f}-{hi:.3f}]")
-        print(f"  {_size_label(case.size):>8}: " + ", ".join(parts))
-    print("Ratios of the fastest batches (least disturbed by other work on the machine):")
-    for case, cs in rows:
-        parts = [f"{label} {cs[a].best_us / cs[b].best_us:.3f}" for a, b, label in pairs]
-        print(f"  {_size_label(case.size):>8}: " + ", ".join(parts))
-
+    _print_tables(rows)
     if args.stages:
+        from verify_stages import print_stages
+
         for case, _cs in rows:
             if case.size == 10 * 1024 or len(rows) == 1:
-                _print_stages(case, args.quick)
-    print(f"\nall contenders verified; {time.perf_counter() - started:.1f} s{_load()}")
+                print_stages(case, args.quick)
+    elapsed = time.perf_counter() - started
+    print(f"\nall contenders verified; {elapsed:.1f} s{_load()}")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": "verify",
+                "machine": describe_machine(),
+                "rounds": rounds,
+                "batch_ms": batch_ms,
+                "peer": "http-message-signatures" if HAVE_PEER else None,
+                "seconds": round(elapsed, 1),
+                "sizes": summarise(rows),
+            },
+        )
     return 0
 
 

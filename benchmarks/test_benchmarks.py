@@ -9,6 +9,10 @@ cold JWKS load), ``verify-10k`` (the full verify of a 10 KiB RFC 9421 webhook ne
 to its floor and the peer library) and ``verify-v6-10k`` (the Upvest v6 dialect).
 Every benchmark asserts on its result, so a broken path fails instead of timing an
 exception. ``bench_verify.py`` is the interleaved side-by-side comparison.
+
+The plain tests at the end check the scripts' own plumbing (body sizes on the
+command line); run them with ``pytest benchmarks/test_benchmarks.py -k sizes``.
+``tests/test_benchmark_harness.py`` runs ``python -m benchmarks`` in the suite.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_verify
+from _common import parse_size, parse_sizes, size_label
 from bench_verify import URL, Case, build_case, floor_fn, peer_verifier
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -164,3 +170,62 @@ def test_v6_verifier_10k(benchmark: Benchmark, case: Case) -> None:
     verifier = Verifier(case.keys)
     result = benchmark(verifier.verify, "POST", URL, case.v6_headers, case.body)
     assert str(result.dialect) == "upvest-v6/der/digest"
+
+
+# --- the scripts' plumbing (no pytest-benchmark) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("512", 512),
+        ("1K", 1024),
+        ("1k", 1024),
+        ("10K", 10 * 1024),
+        ("1M", 1024**2),
+        ("1KiB", 1024),
+        ("1kb", 1024),
+        ("64B", 64),
+        ("1.5K", 1536),
+        (" 2M ", 2 * 1024**2),
+    ],
+)
+def test_sizes_parse_as_the_help_says(text: str, size: int) -> None:
+    """--sizes takes what its help shows (1K,10K,1M) as well as bytes."""
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "K", "1Q", "-1K", "0", "0.3", "1.0001K", "1 K B"])
+def test_bad_sizes_are_refused(text: str) -> None:
+    """A size that is not a positive whole number of bytes is a ValueError."""
+    with pytest.raises(ValueError, match=r"size|bytes"):
+        parse_size(text)
+
+
+def test_size_lists_and_labels() -> None:
+    """The default list of the help text round-trips through the labels."""
+    assert parse_sizes("1K,10K,1M") == bench_verify.SIZES
+    assert [size_label(s) for s in parse_sizes("1K,10K,1M,300")] == [
+        "1 KiB",
+        "10 KiB",
+        "1 MiB",
+        "300 B",
+    ]
+
+
+def test_bench_verify_runs_with_sizes_1k(tmp_path: Path) -> None:
+    """``bench_verify.py --sizes 1K`` (it used to crash) runs and writes its figures."""
+    out = tmp_path / "verify.json"
+    assert bench_verify.main(["--sizes", "1K", "--quick", "--rounds", "2", "--json", str(out)]) == 0
+    import json
+
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert [entry["size"] for entry in document["sizes"]] == [1024]
+    assert {"floor", "Verifier", "verify()"} <= set(document["sizes"][0]["contenders"])
+
+
+def test_bench_verify_refuses_a_bad_size() -> None:
+    """A size it cannot read is a usage error (exit status 2), not a traceback."""
+    with pytest.raises(SystemExit) as exc:
+        bench_verify.main(["--sizes", "1K,lots"])
+    assert exc.value.code == 2
