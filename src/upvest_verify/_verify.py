@@ -8,7 +8,6 @@ and the ECDSA verify last.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -47,8 +46,6 @@ __all__ = [
     "signature_base",
     "verify_message",
 ]
-
-logger = logging.getLogger("upvest_verify")
 
 
 @dataclass(slots=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -34,13 +33,21 @@ from .errors import ConfigurationError, Reason, VerificationError
 from .types import AsyncKeyProvider, AsyncLedger, Clock, KeyProvider, Ledger, ReplayStore
 
 if TYPE_CHECKING:
+    import logging
+
     from opentelemetry.metrics import MeterProvider
 
     from .ledger import BaseLedger
 
 __all__ = ["Verifier", "verify"]
 
-logger = logging.getLogger("upvest_verify")
+
+def _logger() -> logging.Logger:
+    # logging costs a few ms at import; only failures and late retries log.
+    import logging
+
+    return logging.getLogger("upvest_verify")
+
 
 _DEFAULT_POLICY = Policy()
 T = TypeVar("T")
@@ -58,7 +65,7 @@ def _body_bytes(body: object) -> bytes:
 
 def _unexpected(error: Exception) -> VerificationError:
     # The safety net: a bug must fail closed, never accept; it is logged with its traceback.
-    logger.exception("unexpected error while verifying a webhook")
+    _logger().exception("unexpected error while verifying a webhook")
     return VerificationError(Reason.MALFORMED_HEADER, f"unexpected {type(error).__name__}")
 
 
@@ -368,7 +375,7 @@ class Verifier:
         created = result.created
         if created is None or now - created > self._late_window:
             raise error
-        logger.warning(
+        _logger().warning(
             "accepted a late webhook: key %r, label %r, signed %s s ago "
             "(its events must go through the late_retries ledger)",
             result.key_id,
