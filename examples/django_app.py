@@ -9,6 +9,14 @@ In a real project put ``UpvestWebhookMiddleware`` in ``MIDDLEWARE`` and the
 each verified delivery through the event ledger (``LEDGER``): the view gets only
 the events not processed before, and a retried delivery whose events are all done
 is answered 200 ``already_processed``.
+
+A delivery whose body is signed but is not a ``{"payload": [...]}`` envelope
+never reaches the view: the ledger cannot key it, so the adapter answers 400
+``invalid_payload`` and logs it at ERROR (key id and body length) on
+``upvest_verify.delivery``. Upvest keeps retrying it, holding back later
+deliveries, until the receiver is changed to read it; without a ledger, check
+``webhook.envelope_error`` before ``webhook.events`` to read such a body
+(``webhook.json()``) or acknowledge it on purpose.
 """
 
 from __future__ import annotations
@@ -70,7 +78,7 @@ def main() -> None:
     from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped,unused-ignore]
 
     django.setup()
-    call_command("check")  # fails loudly on bad UPVEST_VERIFY settings
+    call_command("check", stdout=sys.stderr)  # fails loudly on bad UPVEST_VERIFY settings
     application = get_wsgi_application()
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     with make_server("127.0.0.1", port, application) as server:

@@ -9,6 +9,14 @@ runs, and admits it through an event ledger (``UPVEST_LEDGER``, an SQLite file b
 default): the endpoint gets only the events not processed before. Upvest retries
 whole deliveries, so duplicates are normal; a retry of a delivery whose events are
 all done is answered 200 ``already_processed`` without calling the endpoint.
+
+A delivery whose body is signed but is not a ``{"payload": [...]}`` envelope
+never reaches the endpoint: the ledger cannot key it, so the adapter answers 400
+``invalid_payload`` and logs it at ERROR on ``upvest_verify.delivery`` (never
+the body). Upvest keeps retrying it, holding back later deliveries, until the
+receiver is changed to read it; without a ledger, check ``webhook.envelope_error``
+before ``webhook.events`` to read such a body (``webhook.json()``) or acknowledge
+it on purpose.
 """
 
 from __future__ import annotations

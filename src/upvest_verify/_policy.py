@@ -23,7 +23,7 @@ class Policy:
     """What the verifier demands of a webhook, on top of a valid signature.
 
     The defaults fit Upvest webhooks (RFC 9421 §3.2.1 asks every verifier to set
-    such requirements; R3). All durations are seconds.
+    such requirements). All durations are seconds.
 
     Attributes:
         labels: Signature labels to check, in order. Empty: signatures whose ``keyid``
@@ -31,9 +31,9 @@ class Policy:
             (labels carry no meaning, RFC 9421 §7.2.5).
         required_components: Derived components or fields that must be covered.
         require_digest: A non-empty body must be covered by ``content-digest`` or
-            ``digest`` (the body is otherwise unsigned, R22).
+            ``digest`` (the body is otherwise unsigned).
         require_query: A request with a query must cover it (``@query``,
-            ``@target-uri`` or ``@request-target``; B14).
+            ``@target-uri`` or ``@request-target``; otherwise the query is unsigned).
         require_created: ``created`` must be present.
         require_nonce: ``nonce`` must be present.
         skew: Allowed clock difference with Upvest.
@@ -51,7 +51,7 @@ class Policy:
         max_covered_bytes: Most characters the covered components of all the
             signatures evaluated may read, each source once: a covered field's lines,
             a derived value, the query for ``@query-param`` (``malformed_header``
-            above; threat model K9).
+            above; a request's cost stays bounded whatever it covers).
         max_field_lines: Most lines a covered field may have (``malformed_header``).
         allow_unregistered_alg: Accept an ``alg`` parameter that names the key's
             algorithm by a name outside the IANA registry (``ecdsa-p521-sha512``: P-521

@@ -31,7 +31,8 @@ class PayloadError(ValueError):
     """The verified body is not a ``{"payload": [...]}`` envelope of Upvest events.
 
     The signature was valid; the body simply has another shape. Raised only when
-    :attr:`VerifiedWebhook.events` is read.
+    :attr:`VerifiedWebhook.events` is read; :attr:`VerifiedWebhook.envelope_error`
+    returns it instead. The message names what is wrong, never a value of the body.
     """
 
 
@@ -172,7 +173,7 @@ class Event:
         try:
             when = parse_timestamp(created)
         except (ValueError, OverflowError) as e:
-            raise PayloadError(str(e)) from e
+            raise PayloadError("event field 'created_at' is not an RFC 3339 timestamp") from e
         return cls(
             id=ident, type=kind, created_at=when, webhook_id=webhook_id, object=obj, raw=data
         )
@@ -192,7 +193,9 @@ def parse_events(body: bytes) -> tuple[Event, ...]:
     """
     try:
         doc = json.loads(body)
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, too many int digits
+    except UnicodeDecodeError as e:  # its message would quote a byte of the body
+        raise PayloadError(f"body is not JSON: not UTF-8 at byte {e.start}") from e
+    except ValueError as e:  # JSONDecodeError (a position, no content), too many int digits
         raise PayloadError(f"body is not JSON: {e}") from e
     except RecursionError as e:  # nesting deeper than the interpreter's recursion limit
         raise PayloadError("body is nested too deeply") from e
@@ -242,7 +245,8 @@ class VerifiedWebhook:
         """The events of the ``{"payload": [...]}`` body, parsed on first access.
 
         Raises:
-            PayloadError: The body is not an Upvest event envelope.
+            PayloadError: The body is not an Upvest event envelope; check
+                :attr:`envelope_error` first to branch without catching.
         """
         events = self._events
         if events is None:
@@ -250,8 +254,37 @@ class VerifiedWebhook:
             object.__setattr__(self, "_events", events)  # a cache, not a state change
         return events
 
+    @property
+    def envelope_error(self) -> PayloadError | None:
+        """Why the body is not a ``{"payload": [...]}`` envelope of events, or ``None``.
+
+        Authentic bodies of another shape exist (a test delivery, a format this
+        version does not know); this reads them without a ``try``::
+
+            if webhook.envelope_error is None:
+                for event in webhook.events:   # parsed once, cannot raise now
+                    ...
+            else:
+                document = webhook.json()      # the body in another shape
+
+        Returns:
+            ``None`` when :attr:`events` can be read (then they are parsed and
+            cached), else the :class:`PayloadError` it would raise.
+        """
+        if self._events is not None:
+            return None
+        try:
+            _ = self.events  # parses and caches, or says why not
+        except PayloadError as e:
+            return e.with_traceback(None)
+        return None
+
     def json(self) -> Any:
-        """Decode the verified body as JSON.
+        """Decode the verified body as JSON, whatever its shape.
+
+        Returns:
+            The decoded document: ``dict``, ``list``, ``str``, ``int``, ``float``,
+            ``bool`` or ``None``.
 
         Raises:
             ValueError: The body is not JSON.

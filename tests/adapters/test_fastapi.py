@@ -24,9 +24,11 @@ from adapter_support import (  # noqa: E402
     wire_headers,
 )
 from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi.responses import PlainTextResponse  # noqa: E402
+from payload_support import check_lenient_and_own, check_receiver, delivery_log_capture  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from upvest_verify import Reason, VerifiedWebhook, Verifier  # noqa: E402
+from upvest_verify import PayloadError, Reason, VerifiedWebhook, Verifier  # noqa: E402
 from upvest_verify.adapters import starlette as starlette_adapter  # noqa: E402
 from upvest_verify.adapters.fastapi import (  # noqa: E402
     UpvestSignature,
@@ -151,13 +153,8 @@ def post(client: Any, signed: SignedWebhook) -> Any:
 
 
 def assert_rejected(response: Any, served: Any, status: int, reason: Reason | str) -> None:
-    """Full problem document with the handler, ``{"detail": reason}`` without; both problem+json."""
-    if served[2]:
-        assert_problem(response, status, reason)
-    else:
-        assert response.status_code == status
-        assert response.headers["content-type"].startswith("application/problem+json")
-        assert response.json() == {"detail": str(reason)}
+    """The full problem document, whether the app registered the problem handler or not."""
+    assert_problem(response, status, reason)
 
 
 def test_fastapi_module_reexports_the_middleware() -> None:
@@ -290,3 +287,66 @@ def test_body_shorter_than_content_length_is_400(path: str, problem_handler: boo
     assert json.loads(body)["detail"] == "incomplete_body"
     assert (counting.calls, COUNTING.calls) == (0, before)
     assert app.state.calls == []
+
+
+# --------------------------------------------------------------------------- problem documents
+
+
+def test_an_apps_own_handler_for_rejections_is_kept() -> None:
+    """The dependencies install the problem handler only where the app registered none."""
+    app = FastAPI()
+
+    async def custom(request: Request, exc: Exception) -> PlainTextResponse:
+        assert isinstance(exc, UpvestWebhookRejected)
+        return PlainTextResponse(f"custom {exc.rejection.reason}", exc.rejection.status)
+
+    app.add_exception_handler(UpvestWebhookRejected, custom)
+
+    @app.post("/solo/raw")
+    async def solo_raw(webhook: Verified) -> dict[str, Any]:
+        return {}
+
+    with run_uvicorn(app) as url, httpx.Client(base_url=url, timeout=15) as c:
+        response = c.post("/solo/raw", content=b"{}")
+    assert (response.status_code, response.text) == (401, "custom missing_signature")
+
+
+# --------------------------------------------------------------------------- bodies of another shape
+
+
+def payload_app(calls: list[str]) -> FastAPI:
+    """Views reading ``webhook.events``: behind the middleware, and with UpvestSignature."""
+    app = FastAPI()
+    app.add_middleware(
+        UpvestWebhookMiddleware, verifier=Verifier(make_key_set(SIGNING_KEY)), paths=["/mw/*"]
+    )
+
+    @app.post("/mw/events")
+    async def mw_events(webhook: UpvestWebhook) -> dict[str, int]:
+        calls.append("mw")
+        return {"events": len(webhook.events)}
+
+    @app.post("/solo/events")
+    def solo_events(webhook: Verified) -> dict[str, int]:
+        calls.append("solo")
+        return {"events": len(webhook.events)}
+
+    @app.post("/mw/lenient")
+    async def lenient(webhook: UpvestWebhook) -> Any:
+        if webhook.envelope_error is not None:
+            return {"other_shape": webhook.json()}
+        return {"events": len(webhook.events)}
+
+    @app.post("/mw/own-error")
+    async def own_error(webhook: UpvestWebhook) -> Any:
+        raise PayloadError("the handler's own parsing failed")
+
+    return app
+
+
+def test_a_body_that_is_not_an_envelope_is_400_not_500() -> None:
+    """``webhook.events`` of another shape: 400 invalid_payload, logged; no handler registered."""
+    calls: list[str] = []
+    with delivery_log_capture() as log, run_uvicorn(payload_app(calls)) as url:
+        check_receiver(url, ["/mw/events", "/solo/events"], log, calls)
+        check_lenient_and_own(url, "/mw")

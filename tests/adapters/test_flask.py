@@ -269,16 +269,30 @@ def test_chunked_body_without_input_terminated_is_digest_mismatch() -> None:
     assert app.extensions["calls"] == []
 
 
-def test_form_read_before_the_decorator_fails_closed(security_log: LogWaiter) -> None:
-    """request.form touched in before_request makes the body unreadable: 500, view not run (G5)."""
-    app = make_app(verifier=Verifier(make_key_set(SIGNING_KEY)))
+@pytest.mark.parametrize(
+    ("path", "hook_first"), [("/webhooks/async", False), ("/webhooks/upvest", True)]
+)
+def test_form_read_before_the_decorator_fails_closed(
+    security_log: LogWaiter, path: str, hook_first: bool
+) -> None:
+    """request.form touched in before_request makes the body unreadable: 500, view not run (G5).
 
-    @app.before_request
+    On a decorated view any hook runs first; on a protected path only a hook registered
+    before the extension (the extension's own hook reads the body before later ones).
+    """
+    app = make_app(init=False)
+
     def touch_form() -> None:
         _ = request.form
 
+    if hook_first:
+        app.before_request(touch_form)
+    UpvestVerify(app, verifier=Verifier(make_key_set(SIGNING_KEY)))
+    if not hook_first:
+        app.before_request(touch_form)
+
     with run_werkzeug(app) as url, httpx.Client(base_url=url) as c:
-        signed = sign(url, body=b"a=1&b=2")
+        signed = sign(url, path, body=b"a=1&b=2")
         headers = [
             (k, "application/x-www-form-urlencoded" if k == "content-type" else v)
             for k, v in wire_headers(signed)

@@ -97,7 +97,7 @@ def test_from_settings_accepts_the_boundaries(change: dict[str, float]) -> None:
         ({"refresh_cooldown": 0}, "refresh_cooldown"),
         ({"refresh_cooldown": math.inf}, "refresh_cooldown"),
         ({"failure_cooldown": 0}, "failure_cooldown"),
-        ({"failure_cooldown": math.inf}, "K6"),
+        ({"failure_cooldown": math.inf}, "failure_cooldown"),
         ({"min_ttl": 0, "ttl": 0}, "min_ttl"),
         ({"min_ttl": 301}, "min_ttl"),
         ({"max_ttl": 299}, "max_ttl"),

@@ -4,10 +4,14 @@ Every adapter answers every failure through :func:`rejection_for` and
 :func:`log_rejection`, so a refusal looks and logs the same in every framework:
 
 - the answer is ``application/problem+json`` (RFC 9457) carrying only a stable
-  reason code, never internals (threat-model.md §6 G12);
+  reason code, never internals (threat-model.md §6);
 - the log line goes to ``upvest_verify.security`` with the reason, status and path,
   never signatures or bodies; for ``bad_signature`` and ``digest_mismatch`` it adds
   what was rebuilt and a hint naming the setting to change (:mod:`._explain`).
+
+A verified body that is not a ``{"payload": [...]}`` envelope is refused through
+:func:`payload_rejection`: 400 ``invalid_payload``, logged at ERROR on
+``upvest_verify.delivery`` with the key id and the body length.
 
 No web framework is imported here.
 """
@@ -20,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+from upvest_verify import VerifiedWebhook
 from upvest_verify.adapters._body import IncompleteBody
 from upvest_verify.adapters._explain import explain, log_bases
 from upvest_verify.errors import ConfigurationError, VerificationError
@@ -37,6 +42,7 @@ __all__ = [
     "RETRY_AFTER",
     "Rejection",
     "log_rejection",
+    "payload_rejection",
     "rejection_for",
     "security_logger",
 ]
@@ -184,3 +190,54 @@ def log_rejection(rejection: Rejection, path: str, exc: BaseException | None = N
     )
     if diagnosis is not None:
         log_bases(diagnosis)
+
+
+# The event ledger's logger (adapters/_delivery.py), by name: that module imports this one.
+_delivery_logger: Final = logging.getLogger("upvest_verify.delivery")
+
+
+def payload_rejection(webhook: object, path: str) -> Rejection | None:
+    """The answer for a verified webhook whose body is not an envelope, logged at ERROR.
+
+    Upvest retries every answer but a 2xx, with no attempt limit, and holds back the
+    tenant's later deliveries meanwhile. An authentic body without the
+    ``{"payload": [...]}`` shape comes back unchanged on every retry, so only a 2xx
+    would end the retries, and a 2xx drops a delivery nobody has read. The adapters
+    do not drop it: 400 ``invalid_payload`` (the code of the event ledger's
+    admission too), logged with the key id and the body length, never the body.
+    Upvest keeps the delivery until the receiver is changed to read it
+    (``webhook.json()``) or to acknowledge it on purpose (check
+    ``webhook.envelope_error`` and answer 200).
+
+    Adapters call it when a handler's ``webhook.events`` raised
+    :class:`~upvest_verify.PayloadError`, and, with an event ledger, before admission.
+
+    Args:
+        webhook: The request's verified webhook, or ``None`` (or anything else) when
+            the request was not verified.
+        path: The request path, for the log line.
+
+    Returns:
+        400 ``invalid_payload`` when ``webhook`` is a verified webhook whose body is
+        not an envelope; ``None`` otherwise (a ``PayloadError`` from elsewhere is not
+        the adapter's to answer).
+    """
+    if not isinstance(webhook, VerifiedWebhook):
+        return None
+    error = webhook.envelope_error
+    if error is None:
+        return None
+    rejection = Rejection(400, INVALID_PAYLOAD)
+    _delivery_logger.error(
+        "Upvest webhook not processed: reason=%s status=%d path=%r key_id=%r body_length=%d "
+        "error=%r; Upvest retries it until the receiver reads this body "
+        "(webhook.json()) or acknowledges it",
+        rejection.reason,
+        rejection.status,
+        _loggable_path(path),
+        webhook.key_id,
+        len(webhook.body),
+        str(error),
+        extra={"upvest_reason": rejection.reason, "upvest_status": rejection.status},
+    )
+    return rejection

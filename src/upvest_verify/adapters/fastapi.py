@@ -29,12 +29,18 @@ status of the answer the endpoint returns, which decides complete or release)::
     @app.post("/webhooks/upvest")
     async def receive(webhook: Annotated[VerifiedWebhook, Depends(verified)]) -> ...:
         ...
+
+Refusals are ``application/problem+json`` documents either way: the dependencies
+have the app answer :class:`UpvestWebhookRejected` with
+:func:`problem_exception_handler` (unless you registered a handler for it), and a
+:class:`~upvest_verify.PayloadError` from ``webhook.events`` of a verified body that
+is not an envelope with 400 ``invalid_payload`` instead of a 500.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Final
 
 try:
     from fastapi import Depends, HTTPException, Request
@@ -45,7 +51,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "upvest_verify.adapters.fastapi needs FastAPI: pip install 'upvest-verify[fastapi]'"
     ) from e
 
-from upvest_verify import VerifiedWebhook, Verifier
+from upvest_verify import PayloadError, VerifiedWebhook, Verifier
 from upvest_verify.adapters._body import IncompleteBody
 from upvest_verify.adapters._delivery import Delivery
 from upvest_verify.adapters._reject import (
@@ -53,6 +59,7 @@ from upvest_verify.adapters._reject import (
     METHOD_NOT_ALLOWED,
     Rejection,
     log_rejection,
+    payload_rejection,
     rejection_for,
 )
 from upvest_verify.adapters._run import (
@@ -80,12 +87,19 @@ __all__ = [
 ]
 
 
+# Starlette's per-request view of the app's exception handlers (set by its
+# ExceptionMiddleware): ``(handlers by exception class, handlers by status)``.
+_HANDLERS_KEY: Final = "starlette.exception_handlers"
+
+
 class UpvestWebhookRejected(HTTPException):
     """Raised by the dependencies to refuse a webhook.
 
-    FastAPI's default handler answers ``{"detail": "<reason>"}`` with the right
-    status and ``Content-Type: application/problem+json``; register
-    :func:`problem_exception_handler` for the full RFC 9457 document.
+    Answered with the full RFC 9457 ``application/problem+json`` document (``type``,
+    ``title``, ``status``, ``detail`` = the reason code) by
+    :func:`problem_exception_handler`, which the dependencies install in the app
+    when no handler for this class is registered; without FastAPI's exception
+    middleware it is an ``HTTPException`` like any other.
 
     Args:
         rejection: The status and reason code.
@@ -102,18 +116,48 @@ class UpvestWebhookRejected(HTTPException):
 async def problem_exception_handler(request: Request, exc: Exception) -> Response:
     """Answer :class:`UpvestWebhookRejected` with a full ``application/problem+json`` body.
 
-    Register with ``app.add_exception_handler(UpvestWebhookRejected, problem_exception_handler)``.
+    The dependencies install it for :class:`UpvestWebhookRejected` and
+    :class:`~upvest_verify.PayloadError` on first use; registering it yourself is
+    harmless: ``app.add_exception_handler(UpvestWebhookRejected, problem_exception_handler)``.
 
     Args:
         request: The request.
-        exc: The rejection.
+        exc: The rejection; or a ``PayloadError`` (400 ``invalid_payload`` when the
+            request's verified body is not an envelope, else raised again).
 
     Returns:
         The problem response.
+
+    Raises:
+        PayloadError: ``exc``, when it does not come from this request's verified body.
     """
-    # Registered for UpvestWebhookRejected; anything else fails closed with 500.
-    rejection = exc.rejection if isinstance(exc, UpvestWebhookRejected) else rejection_for(exc)
+    if isinstance(exc, PayloadError):
+        refused = payload_rejection(get_webhook(request), asgi_log_path(request.scope))
+        if refused is None:
+            raise exc  # not about a verified webhook: handled as if no handler were here
+        rejection = refused
+    elif isinstance(exc, UpvestWebhookRejected):
+        rejection = exc.rejection
+    else:  # registered for something else: fail closed
+        rejection = rejection_for(exc)
     return Response(rejection.body(), rejection.status, headers=dict(rejection.headers()))
+
+
+def _answer_with_problems(request: Request) -> None:
+    """Have the app answer this module's refusals (and payload errors) with problem documents.
+
+    FastAPI's default ``HTTPException`` handler would send ``{"detail": "<reason>"}``
+    under ``application/problem+json``. Starlette's exception middleware passes its
+    handler table along in the scope; a handler the app registered for these
+    classes is kept.
+    """
+    found = request.scope.get(_HANDLERS_KEY)
+    if isinstance(found, tuple) and found and isinstance(found[0], dict):
+        handlers = found[0]
+        if UpvestWebhookRejected not in handlers:
+            handlers[UpvestWebhookRejected] = problem_exception_handler
+        if PayloadError not in handlers:
+            handlers[PayloadError] = problem_exception_handler
 
 
 def _reject(request: Request, exc: Exception | None, rejection: Rejection) -> UpvestWebhookRejected:
@@ -137,6 +181,7 @@ def upvest_webhook(request: Request) -> VerifiedWebhook:
     Raises:
         UpvestWebhookRejected: 500 ``configuration_error`` without a verified result.
     """
+    _answer_with_problems(request)
     webhook = request.scope.get(SCOPE_KEY)
     if not isinstance(webhook, VerifiedWebhook):
         raise _reject(
@@ -166,6 +211,7 @@ def upvest_delivery(request: Request) -> Delivery:
         UpvestWebhookRejected: 500 ``configuration_error`` when the middleware has no
             ``ledger`` or did not verify this request.
     """
+    _answer_with_problems(request)
     delivery = get_delivery(request)
     if delivery is None:
         raise _reject(
@@ -253,8 +299,10 @@ class UpvestSignature:
             The verified webhook, also stored like the middleware stores it.
 
         Raises:
-            UpvestWebhookRejected: The webhook was refused (status and reason code).
+            UpvestWebhookRejected: The webhook was refused (status and reason code),
+                answered as a full problem document.
         """
+        _answer_with_problems(request)
         done = request.scope.get(SCOPE_KEY)
         if isinstance(done, VerifiedWebhook):
             return done
@@ -263,7 +311,7 @@ class UpvestSignature:
         try:
             body = await self._body(request)
             webhook = await self._check.verify(request.scope, body)
-        except Exception as exc:  # G13: every failure fails closed
+        except Exception as exc:  # every failure fails closed
             raise _reject(request, exc, rejection_for(exc)) from exc
         store_result(request.scope, webhook)
         return webhook
@@ -275,7 +323,7 @@ class UpvestSignature:
             # Starlette's own reader and cache: FastAPI's body parsing and the
             # endpoint's ``await request.body()`` get these same bytes afterwards.
             body = await request.body()
-        except ClientDisconnect as e:  # G2: never verify a partial body
+        except ClientDisconnect as e:  # never verify a partial body
             raise IncompleteBody("the client disconnected before the body was complete") from e
         except RuntimeError as e:  # "Stream consumed": read elsewhere without caching
             raise ConfigurationError(

@@ -1,6 +1,11 @@
 """Verify Upvest webhooks in Flask: the ``UpvestVerify`` extension and a view decorator.
 
 Requires ``pip install 'upvest-verify[flask]'``.
+
+The extension verifies every request to its paths (``UPVEST_VERIFY_PATHS``, by
+default ``/webhooks/upvest``) before any view runs; :func:`require_upvest_signature`
+protects single views elsewhere. The result is :func:`get_webhook` (typed) or
+``flask.g.upvest_webhook``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "upvest_verify.adapters.flask needs Flask: pip install 'upvest-verify[flask]'"
     ) from e
 
-from upvest_verify import VerifiedWebhook, Verifier
+from upvest_verify import PayloadError, VerifiedWebhook, Verifier
 from upvest_verify.adapters._body import BodyReader, IncompleteBody
 from upvest_verify.adapters._delivery import Answer, Delivery, admit, check_ledger, finish, queue
 from upvest_verify.adapters._reject import (
@@ -27,6 +32,7 @@ from upvest_verify.adapters._reject import (
     METHOD_NOT_ALLOWED,
     Rejection,
     log_rejection,
+    payload_rejection,
     rejection_for,
 )
 from upvest_verify.adapters._settings import AdapterSettings, load_settings
@@ -49,15 +55,28 @@ EXTENSION_KEY: Final = "upvest_verify"
 """``app.extensions[EXTENSION_KEY]`` holds the extension's per-app state."""
 
 CONFIG_PREFIX: Final = "UPVEST_VERIFY_"
-"""Flask config keys: ``UPVEST_VERIFY_JWKS``, ``UPVEST_VERIFY_SKEW``, ..."""
+"""Flask config keys: ``UPVEST_VERIFY_JWKS``, ``UPVEST_VERIFY_SKEW``, ``UPVEST_VERIFY_PATHS``..."""
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# A decorated view carries its ``(ledger, inbox)`` here, for the extension's hook to use.
+_VIEW_OPTIONS: Final = "_upvest_verify_options"
+# ``g`` item: the delivery (or None) of a request the hook admitted, settled by the answer.
+_PENDING: Final = "_upvest_verify_pending"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UpvestVerify:
-    """Flask extension holding the verifier for :func:`require_upvest_signature`.
+    """Flask extension: verifies every request to its webhook paths before the view runs.
+
+    Every request whose path is among ``UPVEST_VERIFY_PATHS`` (default
+    ``["/webhooks/upvest"]``; ``"/hooks/*"`` protects a subtree) is verified in a
+    ``before_request`` hook, whatever view (or none) it is routed to: a refusal is
+    answered with ``application/problem+json`` and logged on
+    ``upvest_verify.security``, anything but ``POST`` is 405 ``method_not_allowed``,
+    and the view runs only for a verified webhook (:func:`get_webhook`,
+    ``flask.g.upvest_webhook``). :func:`require_upvest_signature` protects views on
+    other paths; on a protected path it adds nothing (the request is verified once).
 
     Without ``verifier``, one is built from ``UPVEST_VERIFY_*`` config when
     :meth:`init_app` runs: a key source (``UPVEST_VERIFY_JWKS`` as a dict, JSON text
@@ -69,12 +88,15 @@ class UpvestVerify:
     ledger (``UPVEST_VERIFY_LEDGER``: a ledger, or a URL such as
     ``sqlite:///events.sqlite3``).
 
+    A handler reading ``webhook.events`` of a verified body that is not a
+    ``{"payload": [...]}`` envelope gets 400 ``invalid_payload`` instead of a 500
+    (logged at ERROR; see :attr:`~upvest_verify.VerifiedWebhook.envelope_error`).
+
     Example::
 
         upvest = UpvestVerify(app, ledger=SQLiteLedger("events.sqlite3"))
 
-        @app.post("/webhooks/upvest")
-        @require_upvest_signature
+        @app.post("/webhooks/upvest")   # protected by the extension
         def receive():
             get_delivery().process(handle_event)   # each event once, across retries
             return "", 200
@@ -109,7 +131,12 @@ class UpvestVerify:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Build the verifier from config and register it on ``app``.
+        """Build the verifier from config, register it on ``app`` and protect its paths.
+
+        Registers a ``before_request`` hook verifying the requests to
+        ``UPVEST_VERIFY_PATHS``, the ``after_request``/``teardown_request`` hooks that
+        settle their event claims by the answer, and the error handler answering a
+        handler's :class:`~upvest_verify.PayloadError` for a verified webhook.
 
         Args:
             app: The Flask app.
@@ -122,6 +149,7 @@ class UpvestVerify:
             for key, value in app.config.items()
             if key.startswith(CONFIG_PREFIX)
         }
+        registered = isinstance(app.extensions.get(EXTENSION_KEY), AdapterSettings)
         app.extensions[EXTENSION_KEY] = load_settings(
             values,
             verifier=self._verifier,
@@ -129,6 +157,11 @@ class UpvestVerify:
             inbox=self._inbox,
             origin="UPVEST_VERIFY_* config",
         )
+        if not registered:  # a second init_app replaces the settings, not the hooks
+            app.before_request(_protect)
+            app.after_request(_settle_after)
+            app.teardown_request(_settle_on_teardown)
+            app.register_error_handler(PayloadError, _payload_error)
 
     @staticmethod
     def settings(app: Flask) -> AdapterSettings:
@@ -153,11 +186,15 @@ def _log_path() -> str:
     return str(request.environ.get("RAW_URI") or request.path)
 
 
-def _reject(rejection: Rejection, exc: BaseException | None = None) -> Response:
-    log_rejection(rejection, _log_path(), exc)
+def _problem(rejection: Rejection) -> Response:
     return current_app.response_class(
         rejection.body(), status=rejection.status, headers=rejection.headers()
     )
+
+
+def _reject(rejection: Rejection, exc: BaseException | None = None) -> Response:
+    log_rejection(rejection, _log_path(), exc)
+    return _problem(rejection)
 
 
 def _send(answer: Answer) -> Response:
@@ -165,7 +202,7 @@ def _send(answer: Answer) -> Response:
 
 
 def _form_consumed_body() -> bool:
-    """Whether ``request.form`` was parsed straight from the stream (G5)."""
+    """Whether ``request.form`` was parsed straight from the stream, consuming the body."""
     # ``form`` is a cached property: it is in the instance dict once something read it.
     return "form" in vars(request) and request.mimetype in _FORM_TYPES
 
@@ -185,13 +222,13 @@ def _read_body(limit: int) -> bytes:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge as e:
         raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes") from e
-    except ClientDisconnected as e:  # G2: never verify a partial body
+    except ClientDisconnected as e:  # never verify a partial body (threat-model.md §6)
         raise IncompleteBody("the client disconnected before the body was complete") from e
     if len(body) < (1 if declared is None else declared) and _form_consumed_body():
-        # G5: request.form parsed (and consumed) the body before we could read it; a
-        # body read with get_data() first stays whole and is verified as usual.
+        # request.form parsed (and consumed) the body before we could read it; a body
+        # read with get_data() first stays whole and is verified as usual.
         raise ConfigurationError(
-            "request.form was read before @require_upvest_signature; the raw body is gone"
+            "request.form was read before the webhook was verified; the raw body is gone"
         )
     reader.feed(body)  # 413 when the body passes the limit
     return reader.finish()  # IncompleteBody when shorter than Content-Length
@@ -209,17 +246,20 @@ def _verify_current_request() -> Response | None:
         # The signature covers the method as received, not request.method's upper-cased copy.
         method = wsgi_method(request.environ)
         webhook = settings.verifier.verify(method, url, headers, body)
-    except Exception as exc:  # G13: every failure fails closed
+    except Exception as exc:  # every failure fails closed
         return _reject(rejection_for(exc), exc)
     g.upvest_webhook = webhook
     return None
 
 
+def _verified() -> bool:
+    """Whether the current request was verified already (by the hook or an outer decorator)."""
+    return isinstance(g.get("upvest_webhook"), VerifiedWebhook)
+
+
 def _admit(ledger: BaseLedger | None, inbox: bool | None) -> Response | Delivery | None:
     """The answer to send instead of calling the view, the delivery for the view, or
-    ``None`` to call the view without one (no ledger, or an outer decorator admitted)."""
-    if isinstance(g.get("upvest_delivery"), Delivery):
-        return None
+    ``None`` to call the view without one (no ledger)."""
     try:
         settings = UpvestVerify.settings(current_app)
         ledger = settings.ledger if ledger is None else ledger
@@ -230,6 +270,9 @@ def _admit(ledger: BaseLedger | None, inbox: bool | None) -> Response | Delivery
     if ledger is None:
         return None
     webhook, path = g.upvest_webhook, _log_path()
+    refused = payload_rejection(webhook, path)  # no events to key the ledger with
+    if refused is not None:
+        return _problem(refused)
     # Flask runs an async view in an event loop of its own per request: the ledger is
     # used through its blocking calls, which any loop can make.
     outcome: Delivery | Answer = (
@@ -254,11 +297,69 @@ def _finish(admitted: Delivery | None, status: int | None) -> None:
     finish(verifier, g.upvest_webhook, admitted, status, path=_log_path())
 
 
+def _view_options() -> tuple[BaseLedger | None, bool | None]:
+    """The ``ledger``/``inbox`` given to the decorator of the view this request is routed to."""
+    endpoint = request.endpoint
+    view = current_app.view_functions.get(endpoint) if endpoint is not None else None
+    options = getattr(view, _VIEW_OPTIONS, None)
+    return options if isinstance(options, tuple) else (None, None)
+
+
+def _protect() -> Response | None:
+    """``before_request``: verify and admit every request to a protected path.
+
+    It runs before routing errors are raised, so a protected path is verified even
+    without a view (then 404 after a valid webhook) and answers 405
+    ``method_not_allowed`` to anything but ``POST`` whatever the route allows.
+    """
+    if not UpvestVerify.settings(current_app).paths(request.path):
+        return None
+    ledger, inbox = _view_options()
+    failure = _verify_current_request()
+    if failure is not None:
+        return failure
+    admitted = _admit(ledger, inbox)
+    if isinstance(admitted, Response):
+        return admitted
+    if not _plain(admitted):
+        setattr(g, _PENDING, (admitted,))  # settled by the answer's status
+    return None
+
+
+def _settle_after(response: Response) -> Response:
+    """``after_request``: settle a hook-admitted delivery by the answer, before it is sent."""
+    pending = g.pop(_PENDING, None)
+    if pending is not None:
+        _finish(pending[0], response.status_code)
+    return response
+
+
+def _settle_on_teardown(exc: BaseException | None) -> None:
+    """``teardown_request``: release what no answer settled (an exception propagated)."""
+    pending = g.pop(_PENDING, None)
+    if pending is not None:
+        _finish(pending[0], None)
+
+
+def _payload_error(error: PayloadError) -> Response:
+    """Error handler: 400 ``invalid_payload`` when a verified body is not an envelope.
+
+    A :class:`~upvest_verify.PayloadError` of anything else is re-raised (a 500, as
+    without this handler).
+    """
+    rejection = payload_rejection(g.get("upvest_webhook"), _log_path())
+    if rejection is None:
+        raise error
+    return _problem(rejection)
+
+
 def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
     if inspect.iscoroutinefunction(view):
 
         @functools.wraps(view)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _verified():  # the extension's hook (or an outer decorator) handles it
+                return await view(*args, **kwargs)
             failure = _verify_current_request()
             if failure is not None:
                 return failure
@@ -275,10 +376,13 @@ def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
             _finish(admitted, response.status_code)
             return response
 
+        setattr(async_wrapper, _VIEW_OPTIONS, (ledger, inbox))
         return cast(F, async_wrapper)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _verified():  # the extension's hook (or an outer decorator) handles it
+            return view(*args, **kwargs)
         failure = _verify_current_request()
         if failure is not None:
             return failure
@@ -295,6 +399,7 @@ def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
         _finish(admitted, response.status_code)
         return response
 
+    setattr(wrapper, _VIEW_OPTIONS, (ledger, inbox))
     return cast(F, wrapper)
 
 
@@ -315,9 +420,11 @@ def require_upvest_signature(
 
     Place it under ``@app.route``/``@app.post``. It reads the body with
     ``request.get_data(cache=True)`` (the view can read it again) and puts the
-    :class:`~upvest_verify.VerifiedWebhook` on ``flask.g.upvest_webhook``. Failures
-    are answered with ``application/problem+json`` and the view is not called.
-    Works for sync and ``async`` views.
+    :class:`~upvest_verify.VerifiedWebhook` on ``flask.g.upvest_webhook``
+    (:func:`get_webhook`). Failures are answered with ``application/problem+json``
+    and the view is not called. Works for sync and ``async`` views. Needed only on
+    paths outside ``UPVEST_VERIFY_PATHS``: :class:`UpvestVerify` verifies those
+    itself, and there the decorator only passes its ``ledger``/``inbox`` on.
 
     With an event ledger (``UpvestVerify(ledger=...)``, ``UPVEST_VERIFY_LEDGER``, or
     ``@require_upvest_signature(ledger=...)`` for this view), a delivery whose events
@@ -345,10 +452,11 @@ def require_upvest_signature(
 
 
 def get_webhook() -> VerifiedWebhook | None:
-    """The webhook :func:`require_upvest_signature` verified for the current request.
+    """The webhook verified for the current request: ``flask.g.upvest_webhook``, typed.
 
     Returns:
-        ``g.upvest_webhook``, or ``None`` outside a decorated view.
+        The webhook the extension (on ``UPVEST_VERIFY_PATHS``) or
+        :func:`require_upvest_signature` verified; ``None`` for any other request.
     """
     webhook = g.get("upvest_webhook")
     return webhook if isinstance(webhook, VerifiedWebhook) else None
@@ -358,7 +466,8 @@ def get_delivery() -> Delivery | None:
     """The events the current request still has to process, when a ledger is configured.
 
     Returns:
-        ``g.upvest_delivery``, or ``None`` without a ledger or outside a decorated view.
+        ``g.upvest_delivery``, or ``None`` without a ledger or for a request that was
+        not verified.
     """
     delivery = g.get("upvest_delivery")
     return delivery if isinstance(delivery, Delivery) else None
@@ -371,7 +480,8 @@ def current_webhook() -> VerifiedWebhook:
         ``g.upvest_webhook``.
 
     Raises:
-        ConfigurationError: The current view is not decorated with
+        ConfigurationError: The request was not verified: its path is not among
+            ``UPVEST_VERIFY_PATHS`` and the view is not decorated with
             :func:`require_upvest_signature`.
     """
     webhook = g.get("upvest_webhook")

@@ -2,7 +2,7 @@
 
 Upvest serves its webhook keys at ``GET /auth/verify_keys`` and rotates them.
 :class:`JWKSCache` sits in front of a :class:`KeySource` and hands the verifier
-immutable :class:`~upvest_verify.KeySet` snapshots (threat-model.md §5, K1-K11):
+immutable :class:`~upvest_verify.KeySet` snapshots:
 
 * a cache hit is a lock-free read of the current snapshot; a refresh swaps in a
   new snapshot atomically;

@@ -113,7 +113,7 @@ class JWKSCache:
         background_refresh: Refresh ahead of expiry even without traffic.
         wait_timeout: Longest a caller waits for a fetch in flight started by someone
             else (cold start, :meth:`refresh_for`).
-        monotonic: The clock for TTLs and cooldowns (K11); inject one in tests.
+        monotonic: The clock for TTLs and cooldowns (never the wall clock); inject one in tests.
         meter_provider: The OpenTelemetry meter provider of its ``upvest_verify.jwks.*``
             metrics (fetches, stale serves, refused refreshes); ``None``: the global one.
 

@@ -244,10 +244,10 @@ def _redirect_handler() -> type[urllib.request.HTTPRedirectHandler]:
 class URLKeySource:
     """Fetch a JWKS document over HTTPS (stdlib ``urllib``; ``httpx`` for async if installed).
 
-    * HTTPS only, TLS verification always on (K1). Plain HTTP is allowed only to a
+    * HTTPS only, TLS verification always on. Plain HTTP is allowed only to a
       loopback address, and only with ``allow_insecure_loopback=True`` (tests).
     * Redirects are followed only within the same scheme, host and port.
-    * The body is read as a stream and abandoned past ``max_bytes`` (F7).
+    * The body is read as a stream and abandoned past ``max_bytes``.
     * ``timeout`` bounds connecting and each read; the fetch is also abandoned once
       ``timeout`` seconds have passed in total (checked between reads), so a fetch
       takes at most about twice ``timeout``. The async fetch enforces the total

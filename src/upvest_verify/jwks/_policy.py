@@ -148,7 +148,7 @@ class CachePolicy:
             )
         if failure_cooldown <= 0 or math.isinf(failure_cooldown):
             # Infinite would turn one failed fetch into a permanent outage (K5, K6).
-            raise ConfigurationError("failure_cooldown must be a positive, finite number (K6)")
+            raise ConfigurationError("failure_cooldown must be a positive, finite number")
         if not 0 < min_ttl <= ttl <= max_ttl or math.isinf(max_ttl):
             raise ConfigurationError(
                 f"need 0 < min_ttl <= ttl <= max_ttl < inf, got "

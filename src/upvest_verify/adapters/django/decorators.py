@@ -8,11 +8,13 @@ from typing import Any, TypeVar, cast, overload
 
 from asgiref.sync import iscoroutinefunction
 
+from upvest_verify import PayloadError
 from upvest_verify.adapters._delivery import check_ledger
 from upvest_verify.adapters.django.middleware import (
     adeliver,
     averify_request,
     deliver,
+    payload_response,
     verify_request,
 )
 from upvest_verify.ledger import BaseLedger
@@ -29,9 +31,15 @@ def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
             failure = await averify_request(request)
             if failure is not None:
                 return failure
-            return await adeliver(
-                request, lambda: view(request, *args, **kwargs), ledger=ledger, inbox=inbox
-            )
+            try:
+                return await adeliver(
+                    request, lambda: view(request, *args, **kwargs), ledger=ledger, inbox=inbox
+                )
+            except PayloadError:
+                answer = payload_response(request)
+                if answer is None:
+                    raise
+                return answer
 
         wrapped: Callable[..., Any] = async_view
     else:
@@ -40,9 +48,15 @@ def _decorate(view: F, ledger: BaseLedger | None, inbox: bool | None) -> F:
             failure = verify_request(request)
             if failure is not None:
                 return failure
-            return deliver(
-                request, lambda: view(request, *args, **kwargs), ledger=ledger, inbox=inbox
-            )
+            try:
+                return deliver(
+                    request, lambda: view(request, *args, **kwargs), ledger=ledger, inbox=inbox
+                )
+            except PayloadError:
+                answer = payload_response(request)
+                if answer is None:
+                    raise
+                return answer
 
         wrapped = sync_view
     wrapped = functools.wraps(view)(wrapped)
@@ -71,7 +85,9 @@ def require_upvest_signature(
     ``application/problem+json`` and the view is not called. The view is marked
     CSRF-exempt (a signed delivery is no browser form). If
     :class:`~upvest_verify.adapters.django.UpvestWebhookMiddleware` already verified
-    the request, it is not verified (or admitted through a ledger) twice.
+    the request, it is not verified (or admitted through a ledger) twice. A view
+    reading ``webhook.events`` of a verified body that is not an envelope gets 400
+    ``invalid_payload`` instead of a 500.
 
     With an event ledger (``UPVEST_VERIFY["LEDGER"]``, or ``ledger=`` here) the view
     gets only the events still to process, as ``request.upvest_delivery``; see

@@ -17,7 +17,7 @@ from django.http import (  # type: ignore[import-untyped,unused-ignore]
     UnreadablePostError,
 )
 
-from upvest_verify import VerifiedWebhook
+from upvest_verify import PayloadError, VerifiedWebhook
 from upvest_verify.adapters._body import BodyReader, IncompleteBody, declared_length
 from upvest_verify.adapters._delivery import (
     Answer,
@@ -36,6 +36,7 @@ from upvest_verify.adapters._reject import (
     PROBLEM_CONTENT_TYPE,
     Rejection,
     log_rejection,
+    payload_rejection,
     rejection_for,
 )
 from upvest_verify.adapters._run import verify_async
@@ -54,6 +55,7 @@ __all__ = [
     "deliver",
     "get_delivery",
     "get_webhook",
+    "payload_response",
     "verify_request",
 ]
 
@@ -93,9 +95,7 @@ def get_delivery(request: Any) -> Delivery | None:
     return delivery if isinstance(delivery, Delivery) else None
 
 
-def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None) -> Any:
-    """The single exit for every refusal: log on ``upvest_verify.security``, answer problem+json."""
-    log_rejection(rejection, request.path, exc)
+def _problem(rejection: Rejection) -> Any:
     response = HttpResponse(
         rejection.body(), status=rejection.status, content_type=PROBLEM_CONTENT_TYPE
     )
@@ -103,6 +103,31 @@ def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None
         if name != "content-type":
             response[name] = value
     return response
+
+
+def _reject(request: Any, rejection: Rejection, exc: BaseException | None = None) -> Any:
+    """The single exit for every refusal: log on ``upvest_verify.security``, answer problem+json."""
+    log_rejection(rejection, request.path, exc)
+    return _problem(rejection)
+
+
+def payload_response(request: Any) -> Any:
+    """The 400 ``invalid_payload`` answer when the verified body is not an envelope.
+
+    For a view whose ``webhook.events`` raised :class:`~upvest_verify.PayloadError`
+    (the middleware's ``process_exception`` and the decorator call it): a verified
+    body without the ``{"payload": [...]}`` shape is answered 400 ``invalid_payload``
+    and logged at ERROR (key id and body length, never the body) instead of a 500.
+
+    Args:
+        request: The ``HttpRequest``.
+
+    Returns:
+        The problem response, or ``None`` when the request was not verified or its
+        body is an envelope (the error is not the adapter's to answer).
+    """
+    rejection = payload_rejection(get_webhook(request), request.path)
+    return None if rejection is None else _problem(rejection)
 
 
 def _send(answer: Answer) -> Any:
@@ -164,6 +189,8 @@ def deliver(
     webhook, path = getattr(request, REQUEST_ATTRIBUTE), request.path
     delivery: Delivery | None = None
     if ledger is not None:
+        if (refused := payload_response(request)) is not None:  # nothing to key the ledger
+            return refused
         outcome = queue(ledger, webhook, path=path) if inbox else admit(ledger, webhook, path=path)
         if isinstance(outcome, Answer):
             finish(settings.verifier, webhook, None, outcome.status, path=path)
@@ -205,6 +232,8 @@ async def adeliver(
     blocking = not isinstance(getattr(request, "scope", None), dict)
     delivery: Delivery | None = None
     if ledger is not None:
+        if (refused := payload_response(request)) is not None:  # nothing to key the ledger
+            return refused
         if inbox:
             outcome: Delivery | Answer = await aqueue(ledger, webhook, path=path, blocking=blocking)
         else:
@@ -235,14 +264,14 @@ def _body(request: Any, limit: int) -> bytes:
     try:
         body: bytes = request.body
     except RawPostDataException as e:
-        # G6: request.POST (multipart) or the stream was read first; the raw bytes are gone.
+        # request.POST (multipart) or the stream was read first; the raw bytes are gone.
         raise ConfigurationError(
             "the request body was read before verification; put UpvestWebhookMiddleware "
             "before any middleware touching request.POST"
         ) from e
-    except RequestDataTooBig as e:  # G7: above DATA_UPLOAD_MAX_MEMORY_SIZE
+    except RequestDataTooBig as e:  # above DATA_UPLOAD_MAX_MEMORY_SIZE
         raise VerificationError(Reason.BODY_TOO_LARGE, str(e)) from e
-    except UnreadablePostError as e:  # G2: never verify a partial body
+    except UnreadablePostError as e:  # never verify a partial body
         raise IncompleteBody("the body could not be read to its end") from e
     reader.feed(body)  # 413 when the body passes the limit
     return reader.finish()  # IncompleteBody when shorter than Content-Length
@@ -299,7 +328,7 @@ def verify_request(request: Any, settings: AdapterSettings | None = None) -> Any
         settings = settings or get_settings()
         method, url, headers, body = _parts(request, settings)
         webhook = settings.verifier.verify(method, url, headers, body)
-    except Exception as exc:  # G13: every failure fails closed
+    except Exception as exc:  # every failure fails closed
         return _reject(request, rejection_for(exc), exc)
     _accept(request, webhook)
     return None
@@ -329,7 +358,7 @@ async def averify_request(request: Any, settings: AdapterSettings | None = None)
         webhook = await verify_async(
             settings.verifier, method, url, headers, body, _in_worker_thread
         )
-    except Exception as exc:  # G13: every failure fails closed
+    except Exception as exc:  # every failure fails closed
         return _reject(request, rejection_for(exc), exc)
     _accept(request, webhook)
     return None
@@ -349,6 +378,10 @@ class UpvestWebhookMiddleware:
     ``in_progress``; otherwise the view gets ``request.upvest_delivery``
     (:func:`get_delivery`), and the claims it leaves open are completed by a 2xx
     answer and released by any other.
+
+    A view reading ``webhook.events`` of a verified body that is not a
+    ``{"payload": [...]}`` envelope gets 400 ``invalid_payload`` instead of a 500
+    (:meth:`process_exception`, :func:`payload_response`).
 
     Example::
 
@@ -393,3 +426,18 @@ class UpvestWebhookMiddleware:
             return await adeliver(request, lambda: self.get_response(request), self._settings)
         response: Awaitable[Any] = self.get_response(request)
         return await response
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        """Answer a view's :class:`~upvest_verify.PayloadError` for a verified webhook.
+
+        Args:
+            request: The ``HttpRequest``.
+            exception: What the view raised.
+
+        Returns:
+            400 ``invalid_payload`` when the verified body is not an envelope;
+            ``None`` (Django's own handling) for anything else.
+        """
+        if isinstance(exception, PayloadError):
+            return payload_response(request)
+        return None
