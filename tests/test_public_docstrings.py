@@ -74,7 +74,10 @@ def docstrings() -> Iterator[tuple[str, str]]:
         if names is None:
             names = [n for n in vars(module) if not n.startswith("_")]
         for name in names:
-            obj = getattr(module, name, None)
+            try:
+                obj = getattr(module, name, None)
+            except ImportError:  # a lazily loaded name whose extra is not installed
+                continue
             if obj is None or id(obj) in seen or not _own(obj, module):
                 continue
             seen.add(id(obj))
