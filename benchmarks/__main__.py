@@ -18,6 +18,10 @@ Sections, each its own script run in a child process (its output streams through
 * ``rotation``: ``bench_rotation.py``: key rotation and unknown-kid floods;
 * ``throughput``: ``bench_starlette_middleware.py`` driven by ``hey`` or ``wrk``
   found on ``PATH`` (``apt-get install -y hey``); skipped, and said so, without one;
+* ``receivers``: ``bench_receivers.py``: the ASGI middleware in-process against a
+  hand-written floor receiver, the first request after start-up; with ``hey``, also
+  offloading against inline verification under load and one against two workers
+  (uvicorn, gunicorn, Flask, Django), each per busy core;
 * ``soak``: ``soak.py``, only with ``--with-soak`` or ``--only soak``.
 
 Writes ``benchmarks/results/<UTC time>.json`` (``--out`` for another folder): the
@@ -45,8 +49,8 @@ from ._common import child_env, describe_machine, machine_line, parse_sizes, wri
 from ._plot import have_matplotlib, render
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "soak")
-DEFAULT_SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput")
+SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers", "soak")
+DEFAULT_SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers")
 LOAD_GENERATORS = ("hey", "wrk")
 SCHEMA = 1
 
@@ -84,6 +88,11 @@ def _command(section: str, args: argparse.Namespace, out: Path, tool: str | None
         amount = ["--requests", "500", "--seconds", "1", "--rounds", "1"] if quick else []
         script = str(HERE / "bench_starlette_middleware.py")
         return [*base, script, "--load", tool, *amount, "--json", str(out)]
+    if section == "receivers":
+        # Its server sections need hey; without it only the in-process ones run.
+        extra = ["--quick"] if quick else []
+        extra += ["--load-generator", "hey" if tool == "hey" else "none"]
+        return [*base, str(HERE / "bench_receivers.py"), *extra, "--json", str(out)]
     extra = ["--quick"] if quick else []
     return [*base, str(HERE / "soak.py"), *extra, "--json", str(out)]
 

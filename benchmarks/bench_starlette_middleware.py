@@ -11,8 +11,11 @@ which sends one signed webhook over and over::
     python benchmarks/bench_starlette_middleware.py --requests 3000 --concurrency 16
     python benchmarks/bench_starlette_middleware.py --load hey --json throughput.json
 
-Modes: ``offload`` (verify in worker threads, one per core: the default),
-``offload-40`` (anyio's shared 40-thread limiter), ``inline`` (verify on the
+Modes: ``offload`` (verify in the middleware's worker threads, one per core: the
+default), ``offload-anyio`` (the hand-off the middleware used before its own pool:
+``anyio.to_thread.run_sync`` under a per-loop limiter of one thread per core),
+``offload-1`` (one worker thread), ``offload-40`` (anyio's shared 40-thread
+limiter), ``inline`` (verify on the
 event loop), ``bare`` (no middleware: the cost of the server and client alone).
 Not part of the test suite; numbers depend on the machine.
 """
@@ -36,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MODES = ("offload", "offload-40", "inline", "bare")
+MODES = ("offload", "offload-1", "offload-anyio", "offload-40", "inline", "bare")
 LOADS = ("python", "hey", "wrk")
 WEBHOOK = "/webhooks/upvest"
 
@@ -102,7 +105,10 @@ def build_app(mode: str) -> Any:
         options: dict[str, Any] = {"offload": mode != "inline"}
         if mode == "offload-40":
             options["max_threads"] = None  # anyio's shared limiter: 40 threads
-        middleware.append(Middleware(UpvestWebhookMiddleware, verifier=verifier, **options))
+        elif mode == "offload-1":
+            options["max_threads"] = 1  # one worker thread: a core left to the loop
+        kind = _anyio_hand_off() if mode == "offload-anyio" else UpvestWebhookMiddleware
+        middleware.append(Middleware(kind, verifier=verifier, **options))
     return Starlette(
         routes=[
             Route("/webhooks/upvest", webhook, methods=["POST"]),
@@ -112,6 +118,39 @@ def build_app(mode: str) -> Any:
         middleware=middleware,
         lifespan=lifespan,
     )
+
+
+def _anyio_per_loop() -> Callable[[Callable[[], Any]], Any]:
+    """``anyio.to_thread.run_sync`` under a per-event-loop limiter of one thread per core."""
+    import weakref
+
+    import anyio
+    import anyio.to_thread
+
+    limiters: weakref.WeakKeyDictionary[object, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+    async def run_sync(check: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        limiter = limiters.get(loop)
+        if limiter is None:
+            limiter = limiters[loop] = anyio.CapacityLimiter(os.cpu_count() or 2)
+        return await anyio.to_thread.run_sync(check, limiter=limiter)
+
+    return run_sync
+
+
+def _anyio_hand_off() -> type:
+    from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
+
+    class AnyioHandOff(UpvestWebhookMiddleware):
+        """The middleware with the hand-off it used before its worker-thread pool."""
+
+        def __init__(self, app: Any, **options: Any) -> None:
+            super().__init__(app, **options)
+            # A benchmark-only swap of the offloader (the setup is a frozen dataclass).
+            object.__setattr__(self._check, "run_sync", _anyio_per_loop())
+
+    return AnyioHandOff
 
 
 def serve(mode: str) -> None:

@@ -51,8 +51,8 @@ def test_every_section_reports(run: tuple[dict[str, Any], Path, str]) -> None:
     """Each default section ran and left its figures; throughput is skipped, with why."""
     document, _, stdout = run
     sections = document["sections"]
-    assert set(sections) == {"verify", "cold", "hostile", "rotation", "throughput"}
-    for name in ("verify", "cold", "hostile", "rotation"):
+    assert set(sections) == {"verify", "cold", "hostile", "rotation", "throughput", "receivers"}
+    for name in ("verify", "cold", "hostile", "rotation", "receivers"):
         assert sections[name]["status"] == "ok", name
         assert sections[name]["results"], name
     assert sections["throughput"]["status"] == "skipped"

@@ -55,7 +55,11 @@ NO_LENGTH = ["@method", "@path", "content-type", "digest", "date"]
 
 
 class CountingVerifier(Verifier):
-    """A verifier that counts how often it was asked."""
+    """A verifier that counts how often it was asked.
+
+    With a key set and no replay store the middleware calls ``verify`` (one call, in
+    a worker thread or on the loop); ``averify`` is left alone so that it does.
+    """
 
     __slots__ = ("calls",)
 
@@ -63,9 +67,9 @@ class CountingVerifier(Verifier):
         super().__init__(*args, **kwargs)
         self.calls = 0
 
-    async def averify(self, *args: Any, **kwargs: Any) -> VerifiedWebhook:
+    def verify(self, *args: Any, **kwargs: Any) -> VerifiedWebhook:
         self.calls += 1
-        return await super().averify(*args, **kwargs)
+        return super().verify(*args, **kwargs)
 
 
 class ExplodingVerifier(Verifier):
@@ -76,6 +80,15 @@ class ExplodingVerifier(Verifier):
     def __init__(self, error: Exception) -> None:
         super().__init__(make_key_set(SIGNING_KEY))
         self.error = error
+
+    def verify(self, *args: Any, **kwargs: Any) -> VerifiedWebhook:
+        raise self.error
+
+
+class ExplodingAsyncVerifier(ExplodingVerifier):
+    """The same, with ``averify`` overridden: the middleware then calls ``averify``."""
+
+    __slots__ = ()
 
     async def averify(self, *args: Any, **kwargs: Any) -> VerifiedWebhook:
         raise self.error
@@ -561,9 +574,13 @@ def test_rfc7239_forwarded_field_from_trusted_proxy() -> None:
         (ConfigurationError("no keys"), "configuration_error"),
     ],
 )
-def test_verifier_crash_fails_closed(error: Exception, reason: str) -> None:
+@pytest.mark.parametrize("kind", [ExplodingVerifier, ExplodingAsyncVerifier])
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "inline"])
+def test_verifier_crash_fails_closed(
+    error: Exception, reason: str, kind: type[ExplodingVerifier], offload: bool
+) -> None:
     """An exception inside the verifier answers 500 and never calls the endpoint (G13)."""
-    app = make_app(ExplodingVerifier(error))
+    app = make_app(kind(error), offload=offload)
     with run_uvicorn(app) as url, httpx.Client(base_url=url) as c:
         signed = sign_webhook(sample_events(), key=SIGNING_KEY, url=url + WEBHOOK_PATH)
         response = c.post(WEBHOOK_PATH, content=signed.body, headers=wire_headers(signed))
@@ -642,23 +659,34 @@ def test_health_endpoint_answers_during_200_verifications(options: dict[str, Any
 
 
 def test_non_http_scopes_pass_through(verifier: Verifier) -> None:
-    """Lifespan and websocket scopes reach the app with the original receive and send."""
+    """Websocket scopes reach the app with the original receive and send; lifespan
+    messages reach it unchanged (the very objects), through a receive that warms up."""
     seen: list[tuple[str, Any, Any]] = []
+    received: list[Any] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.append((scope["type"], receive, send))
+        if scope["type"] == "lifespan":
+            received.append(await receive())
+            received.append(await receive())
 
     middleware = UpvestWebhookMiddleware(inner, verifier=verifier)
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    queue = list(messages)
 
     async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
+        return queue.pop(0)
 
     async def send(message: Any) -> None:
         pass
 
     for kind in ("lifespan", "websocket"):
         asyncio.run(middleware({"type": kind, "path": WEBHOOK_PATH}, receive, send))
-    assert seen == [("lifespan", receive, send), ("websocket", receive, send)]
+    assert [kind for kind, _, _ in seen] == ["lifespan", "websocket"]
+    assert seen[0][2] is send
+    assert seen[1][1:] == (receive, send)
+    assert received == messages
+    assert all(a is b for a, b in zip(received, messages, strict=True))
 
 
 def test_asgi_disconnect_after_partial_chunks_is_not_verified() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from upvest_verify.adapters._url import (
     URLRebuilder,
     asgi_log_path,
     asgi_route_path,
+    last_rebuilt,
     wsgi_header_pairs,
     wsgi_method,
 )
@@ -187,6 +189,39 @@ def test_x_forwarded_from_trusted_proxy() -> None:
         HTTP_X_FORWARDED_PORT="443",
     )
     assert rebuilder.from_wsgi(environ) == "https://hooks.example.com/webhooks/upvest"
+
+
+def test_forwarding_fields_of_a_head_without_repeated_names() -> None:
+    """One line per field (the head read as one dict): the same rules, the same URL."""
+    rebuilder = URLRebuilder.create(trusted_proxies="10.0.0.0/8")
+    single = [
+        (b"host", b"app.internal"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"hooks.example.com"),
+        (b"x-forwarded-prefix", b"/in"),
+    ]
+    assert (
+        rebuilder.from_asgi(asgi(headers=single)) == "https://hooks.example.com/in/webhooks/upvest"
+    )
+    forwarded = URLRebuilder.create(trusted_proxies="10.0.0.0/8", proxy_headers="forwarded")
+    lines = [(b"host", b"app.internal"), (b"forwarded", b'proto=https;host="hooks.example.com"')]
+    assert forwarded.from_asgi(asgi(headers=lines)) == "https://hooks.example.com/webhooks/upvest"
+
+
+def test_each_rebuilt_url_is_recorded_for_the_rejection_log() -> None:
+    """The URL, the rebuilder and the peer of the last rebuild, per context."""
+    rebuilder = URLRebuilder.create(trusted_proxies="10.0.0.0/8")
+
+    def rebuild() -> Any:
+        url = rebuilder.from_asgi(asgi(headers=FORWARDED))
+        return url, last_rebuilt()
+
+    before = last_rebuilt()
+    url, rebuilt = contextvars.copy_context().run(rebuild)
+    assert rebuilt is not None
+    assert (rebuilt.url, rebuilt.peer, rebuilt.rebuilder) == (url, "10.1.2.3", rebuilder)
+    assert rebuilt.peer_trusted
+    assert last_rebuilt() == before  # another context's rebuild is not seen here
 
 
 def test_x_forwarded_ignored_from_other_peers() -> None:

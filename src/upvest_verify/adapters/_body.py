@@ -24,7 +24,7 @@ import re
 from upvest_verify import Verifier
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
-__all__ = ["BodyReader", "IncompleteBody", "declared_length", "resolve_limit"]
+__all__ = ["BodyReader", "IncompleteBody", "declared_length", "refuse_declared", "resolve_limit"]
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
@@ -50,6 +50,8 @@ def declared_length(value: str | bytes | None) -> int | None:
     """
     if value is None:
         return None
+    if type(value) is bytes and value.isdigit() and len(value) <= 18:
+        return int(value)  # the usual case: ASCII digits only, as RFC 9110 §8.6 says
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     text = text.strip()
     # RFC 9110 §8.6: Content-Length = 1*DIGIT
@@ -99,10 +101,7 @@ class BodyReader:
     __slots__ = ("_chunks", "_declared", "_limit", "_size")
 
     def __init__(self, limit: int, declared: int | None) -> None:
-        if declared is not None and declared > limit:
-            raise VerificationError(
-                Reason.BODY_TOO_LARGE, f"Content-Length {declared} exceeds {limit} bytes"
-            )
+        refuse_declared(limit, declared)
         self._limit = limit
         self._declared = declared
         self._chunks: list[bytes] = []
@@ -116,7 +115,7 @@ class BodyReader:
 
         Raises:
             VerificationError: ``body_too_large`` once the body passes the limit; the
-                caller stops reading there (G3).
+                caller stops reading there, so memory stays bounded.
         """
         self._size += len(chunk)
         if self._size > self._limit:
@@ -132,10 +131,52 @@ class BodyReader:
 
         Raises:
             IncompleteBody: Its length differs from the declared ``Content-Length``
-                (G2: a partial body is never verified).
+                (a partial body is never verified).
         """
         if self._declared is not None and self._size != self._declared:
             raise IncompleteBody(
                 f"the body has {self._size} bytes, Content-Length declared {self._declared}"
             )
         return b"".join(self._chunks)
+
+    @staticmethod
+    def whole(limit: int, declared: int | None, body: bytes) -> bytes:
+        """Apply the rules to a body that arrived in one piece, without a reader.
+
+        The same checks as :meth:`feed` and :meth:`finish` (the declared length was
+        checked with :func:`refuse_declared` before reading).
+
+        Args:
+            limit: The largest body accepted, in bytes.
+            declared: The declared ``Content-Length``, or ``None``.
+            body: The whole body.
+
+        Returns:
+            ``body`` (as ``bytes``, if a server handed over another bytes-like object).
+
+        Raises:
+            VerificationError: ``body_too_large`` when ``body`` passes the limit.
+            IncompleteBody: Its length differs from ``declared``.
+        """
+        size = len(body)
+        if size > limit:
+            raise VerificationError(Reason.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
+        if declared is not None and size != declared:
+            raise IncompleteBody(f"the body has {size} bytes, Content-Length declared {declared}")
+        return body if type(body) is bytes else bytes(body)
+
+
+def refuse_declared(limit: int, declared: int | None) -> None:
+    """Refuse a declared ``Content-Length`` above the limit, before anything is read.
+
+    Args:
+        limit: The largest body accepted, in bytes.
+        declared: The declared ``Content-Length``, or ``None``.
+
+    Raises:
+        VerificationError: ``body_too_large`` when ``declared`` exceeds ``limit``.
+    """
+    if declared is not None and declared > limit:
+        raise VerificationError(
+            Reason.BODY_TOO_LARGE, f"Content-Length {declared} exceeds {limit} bytes"
+        )

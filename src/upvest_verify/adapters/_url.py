@@ -9,8 +9,8 @@ framework is imported, the adapters hand in an ASGI scope or a WSGI environ.
   ``RAW_URI``/``REQUEST_URI``, never from the percent-decoded path.
 - ``X-Forwarded-*`` and RFC 7239 ``Forwarded`` parsing, believed only from
   trusted proxies.
-- :class:`PathMatcher`: which paths a middleware protects;
-  :func:`asgi_route_path` and :func:`asgi_log_path`: the paths of an ASGI request.
+- :class:`PathMatcher`: which paths a middleware protects (:func:`asgi_route_path`
+  and :func:`asgi_log_path`, the paths of an ASGI request, live in :mod:`._asgi`).
 - :func:`wsgi_header_pairs` and :func:`wsgi_method`: the header field lines and the
   method of a WSGI environ, as received.
 """
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 from urllib.parse import quote
 
+from upvest_verify.adapters._asgi import ASGIHead, asgi_log_path, asgi_route_path, read_head
 from upvest_verify.errors import ConfigurationError, Reason, VerificationError
 
 __all__ = [
@@ -90,35 +91,6 @@ def wsgi_method(environ: Mapping[str, Any]) -> str:
     return method if isinstance(method, str) else ""
 
 
-def asgi_route_path(scope: Mapping[str, Any]) -> str:
-    """The decoded path relative to ``root_path``: what the router matches on.
-
-    Args:
-        scope: The ASGI HTTP scope.
-
-    Returns:
-        The path a :class:`PathMatcher` is asked about.
-    """
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :] or "/"
-    return path
-
-
-def asgi_log_path(scope: Mapping[str, Any]) -> str:
-    """The path to log for an ASGI request: ``raw_path`` as received, else ``path``.
-
-    Args:
-        scope: The ASGI HTTP scope.
-
-    Returns:
-        The path (:func:`~upvest_verify.adapters._reject.log_rejection` drops any query).
-    """
-    raw = scope.get("raw_path")
-    return bytes(raw).decode("latin-1") if raw else str(scope.get("path", ""))
-
-
 @dataclass(frozen=True, slots=True)
 class PathMatcher:
     """Which request paths are webhook endpoints.
@@ -172,7 +144,9 @@ class PathMatcher:
 
     def __call__(self, path: str) -> bool:
         """Return whether ``path`` (decoded, relative to the app root) is protected."""
-        return _strip_slash(path) in self.exact or any(path.startswith(p) for p in self.prefixes)
+        if _strip_slash(path) in self.exact:
+            return True
+        return bool(self.prefixes) and path.startswith(self.prefixes)
 
 
 def _strip_slash(path: str) -> str:
@@ -370,7 +344,7 @@ class URLRebuilder:
             proxy_headers=cast(ProxyHeaders, proxy_headers),
         )
 
-    def from_asgi(self, scope: Mapping[str, Any]) -> str:
+    def from_asgi(self, scope: Mapping[str, Any], head: ASGIHead | None = None) -> str:
         """Rebuild the URL of an ASGI HTTP request.
 
         The path is ``raw_path`` (under ``root_path``); when a server gives no
@@ -378,6 +352,8 @@ class URLRebuilder:
 
         Args:
             scope: The ASGI HTTP scope.
+            head: Its header lines as :func:`~upvest_verify.adapters._asgi.read_head`
+                read them, if the caller has them already.
 
         Returns:
             The absolute URL.
@@ -385,26 +361,28 @@ class URLRebuilder:
         Raises:
             VerificationError: ``malformed_header`` for an unusable ``Host``.
         """
-        headers: list[tuple[str, str]] = [
-            (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
-            for k, v in scope.get("headers", ())
-        ]
+        if head is None:
+            head = read_head(scope)
         raw_path = scope.get("raw_path")
         if raw_path:
-            path = _origin_form(bytes(raw_path).decode("latin-1")).split("?", 1)[0]
+            path = str(raw_path, "latin-1")
+            if path[:1] != "/":
+                path = _origin_form(path)
+            if "?" in path:
+                path = path.split("?", 1)[0]
         else:
             path = quote(str(scope.get("path", "/")).encode("utf-8"), safe=_PCHAR)
-        root = quote(str(scope.get("root_path", "")).encode("utf-8"), safe=_PCHAR)
-        query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        server = scope.get("server")
+        root = scope.get("root_path", "")
+        if root:
+            path = _under_root(path, quote(str(root).encode("utf-8"), safe=_PCHAR))
         client = scope.get("client")
         return self._build(
-            scheme=str(scope.get("scheme", "http")),
-            host=_only_host(headers, server),
-            path=_under_root(path, root),
-            query=query,
-            peer=str(client[0]) if client else None,
-            headers=headers,
+            str(scope.get("scheme", "http")),
+            head.authority(scope.get("server")),
+            path,
+            str(scope.get("query_string", b""), "latin-1"),
+            str(client[0]) if client else None,
+            head.values,
         )
 
     def from_wsgi(self, environ: Mapping[str, Any]) -> str:
@@ -437,13 +415,17 @@ class URLRebuilder:
         if not host:
             port = str(environ.get("SERVER_PORT", ""))
             host = str(environ.get("SERVER_NAME", "localhost")) + (":" + port if port else "")
+
+        def values(name: str) -> list[str]:
+            return [v for k, v in wsgi_header_pairs(environ) if k == name]
+
         return self._build(
-            scheme=str(environ.get("wsgi.url_scheme", "http")),
-            host=str(host),
-            path=path or "/",
-            query=query,
-            peer=str(environ.get("REMOTE_ADDR") or "") or None,
-            headers=wsgi_header_pairs(environ),
+            str(environ.get("wsgi.url_scheme", "http")),
+            str(host),
+            path or "/",
+            query,
+            str(environ.get("REMOTE_ADDR") or "") or None,
+            values,
         )
 
     def _trusted(self, peer: str | None) -> bool:
@@ -457,19 +439,19 @@ class URLRebuilder:
 
     def _build(
         self,
-        *,
         scheme: str,
         host: str,
         path: str,
         query: str,
         peer: str | None,
-        headers: Sequence[tuple[str, str]],
+        values: Callable[[str], list[str]],
     ) -> str:
+        """The URL from its parts; ``values(name)`` reads a forwarding field's lines."""
         prefix = self.path_prefix
         if self.public_scheme is not None and self.public_authority is not None:
             scheme, host = self.public_scheme, self.public_authority
-        elif self._trusted(peer):
-            scheme, host, forwarded_prefix = self._forwarded(scheme, host, headers)
+        elif self.trusted_proxies and self._trusted(peer):
+            scheme, host, forwarded_prefix = self._forwarded(scheme, host, values)
             prefix = prefix or forwarded_prefix
         if not _AUTHORITY.fullmatch(host):
             raise VerificationError(
@@ -488,14 +470,12 @@ class URLRebuilder:
         return url
 
     def _forwarded(
-        self, scheme: str, host: str, headers: Sequence[tuple[str, str]]
+        self, scheme: str, host: str, values: Callable[[str], list[str]]
     ) -> tuple[str, str, str]:
-        def values(name: str) -> list[str]:
-            return [v for k, v in headers if k == name]
-
         prefix = ""
         if self.proxy_headers == "forwarded":
-            pairs = _forwarded_pairs(values("forwarded")) if values("forwarded") else {}
+            forwarded = values("forwarded")
+            pairs = _forwarded_pairs(forwarded) if forwarded else {}
             scheme = pairs.get("proto", scheme)
             host = pairs.get("host", host)
             return scheme, host, prefix
@@ -555,28 +535,6 @@ def last_rebuilt() -> Rebuilt | None:
     """
     last = _LAST_REBUILT.get()
     return None if last is None else Rebuilt(*last)
-
-
-def _only_host(headers: Sequence[tuple[str, str]], server: Any) -> str:
-    """The request's authority: ``Host``, or an HTTP/2 ``:authority`` left in the headers.
-
-    ASGI servers turn ``:authority`` into ``host``; one that passes the pseudo-header
-    through still names the authority the client called (RFC 9113 §8.3.1), and a
-    ``Host`` naming another one makes the request malformed.
-    """
-    hosts = [v.strip() for k, v in headers if k == "host"]
-    authorities = [v.strip() for k, v in headers if k == ":authority"]
-    if len(hosts) > 1 or len(authorities) > 1:
-        raise VerificationError(Reason.MALFORMED_HEADER, "more than one Host or :authority")
-    if hosts and authorities and hosts[0].lower() != authorities[0].lower():
-        raise VerificationError(Reason.MALFORMED_HEADER, "Host differs from :authority")
-    if authorities or hosts:
-        return (authorities or hosts)[0]
-    if server:
-        host, port = server[0], server[1]
-        host = f"[{host}]" if ":" in str(host) else str(host)
-        return f"{host}:{port}" if port is not None else host
-    return "localhost"
 
 
 def _clean_prefix(prefix: object, what: str) -> str:

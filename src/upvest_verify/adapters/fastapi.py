@@ -255,8 +255,9 @@ class UpvestSignature:
         verifier: The verifier.
         max_body_size: Largest body read; defaults to the verifier policy's limit.
         offload: Run the CPU-bound check in a worker thread.
-        max_threads: Worker threads verifying at once per event loop (default: one per
-            CPU core); ``None`` shares anyio's default thread limiter.
+        max_threads: Worker threads verifying at once (default: one per CPU core),
+            shared by every adapter of the process with the same value; ``None`` uses
+            anyio's worker threads and its shared default limiter (40 threads).
         public_url: See :class:`UpvestWebhookMiddleware`.
         trusted_proxies: See :class:`UpvestWebhookMiddleware`.
         proxy_headers: See :class:`UpvestWebhookMiddleware`.
