@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -193,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     " install one (Debian: apt-get install -y hey) to measure throughput"
                 )
                 print(f"\n=== throughput: skipped: {reason}", flush=True)
+                document["sections"][section] = {"status": "skipped", "reason": reason}
+                continue
+            if section == "receivers" and importlib.util.find_spec("starlette") is None:
+                reason = "Starlette is not installed: pip install -e '.[starlette]'"
+                print(f"\n=== receivers: skipped: {reason}", flush=True)
                 document["sections"][section] = {"status": "skipped", "reason": reason}
                 continue
             entry = run_section(section, args, Path(folder), tool)
