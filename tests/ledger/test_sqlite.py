@@ -11,7 +11,7 @@ import pytest
 from ledger_support import Target, check_each_event_exactly_once, check_takeover_after_a_crash
 
 from upvest_verify.ledger import Acquired, LedgerUnavailable, SQLiteLedger
-from upvest_verify.ledger._sqlite import _enable_wal
+from upvest_verify.ledger._sqlite_db import enable_wal
 from upvest_verify.testing import ManualClock as FakeClock
 
 
@@ -158,8 +158,8 @@ class _BusySwitch:
 def test_switching_a_new_file_to_wal_retries_while_another_process_switches_it() -> None:
     """Several processes opening one new file: "locked" on the switch is retried, not raised."""
     conn = _BusySwitch(refusals=3)
-    _enable_wal(conn, timeout=5)  # type: ignore[arg-type]
+    enable_wal(conn, timeout=5)  # type: ignore[arg-type]
     assert (conn.mode, conn.switches) == ("wal", 4)
     stubborn = _BusySwitch(refusals=10**6)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        _enable_wal(stubborn, timeout=0.05)  # type: ignore[arg-type]
+        enable_wal(stubborn, timeout=0.05)  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._claim import LedgerUnavailable, check_duration
+from ._sqlite_db import open_database
 
 if TYPE_CHECKING:
     from upvest_verify._result import VerifiedWebhook
@@ -282,19 +283,6 @@ _SQL = {
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def _wal(conn: sqlite3.Connection, timeout: float) -> None:
-    # WAL mode once per file; a new file opened by several processes at once answers
-    # "database is locked" without the busy handler, so the switch is retried.
-    deadline = time.monotonic() + timeout
-    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
 class SQLiteReplayStore(BaseReplayStore):
     """A replay store in one SQLite file, shared by the processes of one host.
 
@@ -359,22 +347,8 @@ class SQLiteReplayStore(BaseReplayStore):
     def _connection(self) -> sqlite3.Connection:
         # Called with the lock held.
         if self._conn is None:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: each statement is its own transaction
-                check_same_thread=False,  # guarded by self._lock
-            )
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-                _wal(conn, self._busy_timeout)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute(self._sql["create"])
-                conn.execute(self._sql["index"])
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            schema = (self._sql["create"], self._sql["index"])
+            self._conn = open_database(self._path, self._busy_timeout, schema)
         return self._conn
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:

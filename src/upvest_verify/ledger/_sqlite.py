@@ -44,6 +44,7 @@ from ._claim import (
 from ._inbox import InboxLedger
 from ._inbox_sqlite import SQLiteInbox
 from ._inbox_store import InboxStore
+from ._sqlite_db import open_database
 
 __all__ = ["SQLiteLedger"]
 
@@ -69,25 +70,6 @@ _SQL = {
 """Every statement the ledger runs; ``{table}`` stands for the table name."""
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Put the database in WAL mode (once per file), waiting up to ``timeout`` seconds.
-
-    Switching the journal mode needs an exclusive lock, and SQLite answers "database is
-    locked" at once, without the busy handler, when several processes open a new file
-    together; so the switch is retried, and skipped when another process already made it.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-            return
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
 
 
 class SQLiteLedger(InboxLedger):
@@ -162,22 +144,8 @@ class SQLiteLedger(InboxLedger):
     def _connection(self) -> sqlite3.Connection:
         # Called with the lock held.
         if self._conn is None:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: each statement is its own transaction
-                check_same_thread=False,  # guarded by self._lock
-            )
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-                _enable_wal(conn, self._busy_timeout)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute(self._sql["create"])
-                conn.execute(self._sql["index"])
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            schema = (self._sql["create"], self._sql["index"])
+            self._conn = open_database(self._path, self._busy_timeout, schema)
         return self._conn
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:
