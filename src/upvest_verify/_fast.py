@@ -133,6 +133,8 @@ class _Plan:
         coverage: The validated components.
         derived: The derived components' names, in order.
         fields: The covered field names, in order.
+        field_keys: The same names as ``bytes``, to read ASGI's lines by.
+        latin1: ``"latin-1"`` once per field (the encoding ``str`` is mapped with).
         strip: ``" "`` once per field (the argument ``str.strip`` is mapped with).
         order: Which argument goes on each line, when that is not the order above.
         digest: Index in ``fields`` of the one covered digest field, or -1.
@@ -148,6 +150,8 @@ class _Plan:
     coverage: Coverage
     derived: tuple[str, ...]
     fields: tuple[str, ...]
+    field_keys: tuple[bytes, ...]
+    latin1: tuple[str, ...]
     strip: tuple[str, ...]
     order: tuple[int, ...] | None
     digest: int
@@ -212,6 +216,8 @@ def _compile(label: str, coverage: Coverage) -> _Plan | None:
         # The usual pair is the module's own tuple, so the hot path tests it with "is".
         derived=_METHOD_PATH if tuple(derived) == _METHOD_PATH else tuple(derived),
         fields=tuple(fields),
+        field_keys=tuple(name.encode("ascii") for name in fields),
+        latin1=("latin-1",) * len(fields),
         strip=(" ",) * len(fields),
         order=None if argument == sorted(argument) else (*argument, len(argument)),
         digest=digest,
@@ -252,23 +258,22 @@ class _Latin1Fields:
 
     Only the few fields the fast path reads are decoded, each as ISO-8859-1 like
     :func:`~upvest_verify._message.field_text` does, instead of every line of the
-    request up front.
+    request up front. :func:`fast_verify` reads ``raw`` itself, by the byte names the
+    plan holds; ``get`` is for everything else.
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("raw",)
 
     def __init__(self, raw: dict[bytes, Any]) -> None:
-        self._raw = raw
+        self.raw = raw
 
     def get(self, name: str) -> str | None:
-        value = self._raw.get(name.encode("ascii"))
+        value = self.raw.get(name.encode("ascii"))
         return None if value is None else str(value, "latin-1")
-
-    def __getitem__(self, name: str) -> str:
-        return str(self._raw[name.encode("ascii")], "latin-1")
 
 
 _Fields = dict[str, str] | _Latin1Fields
+_NO_FIELDS: dict[str, str] = {}
 
 
 def _bytes_fields(fields: dict[Any, Any], count: int) -> _Latin1Fields | None:
@@ -283,6 +288,18 @@ def _bytes_fields(fields: dict[Any, Any], count: int) -> _Latin1Fields | None:
     if len(fields) != count or not names.isascii() or names.lower() != names:
         return None
     return _Latin1Fields(fields)
+
+
+def _grouped(pairs: Any) -> dict[str, str] | None:
+    # Anything but all-str or all-bytes lines, grouped as the strict path groups them;
+    # a field given more than once is the strict path's to combine.
+    try:
+        grouped = normalise_fields(pairs)
+    except TypeError:
+        return None  # the strict path raises it for the caller
+    if any(len(lines) > 1 for lines in grouped.values()):
+        return None
+    return {name: lines[0] for name, lines in grouped.items()}
 
 
 def _header_dict(headers: object) -> _Fields | None:
@@ -310,26 +327,19 @@ def _header_dict(headers: object) -> _Fields | None:
             fields = dict(pairs)
         except (TypeError, ValueError):
             return None  # not (name, value) pairs: the strict path says so
+    # Bytes from an ASGI scope are read lazily, told apart by the first name without
+    # raising and catching the TypeError of a str join.
+    if type(next(iter(fields), None)) is bytes:
+        raw = _bytes_fields(fields, len(pairs))
+        return raw if raw is not None else _grouped(pairs)
     try:
         names = "".join(fields)
         "".join(fields.values())
     except TypeError:
-        # Not all str: bytes from an ASGI scope are read lazily; mixed types are
-        # grouped the way the strict path does.
-        raw = _bytes_fields(fields, len(pairs))
-        if raw is not None:
-            return raw
-        try:
-            grouped = normalise_fields(pairs)
-        except TypeError:
-            return None  # the strict path raises it for the caller
-        if any(len(lines) > 1 for lines in grouped.values()):
-            return None
-        return {name: lines[0] for name, lines in grouped.items()}
-    else:
-        # ASCII and already lower-case; otherwise only the ASCII letters are folded.
-        if not names.isascii() or names.lower() != names:
-            fields = {ascii_lower(name): value for name, value in fields.items()}
+        return _grouped(pairs)  # mixed types: grouped the way the strict path does
+    # ASCII and already lower-case; otherwise only the ASCII letters are folded.
+    if not names.isascii() or names.lower() != names:
+        fields = {ascii_lower(name): value for name, value in fields.items()}
     if len(fields) != len(pairs):
         return None
     return fields  # type: ignore[no-any-return]  # every name and value is a str by now
@@ -394,12 +404,26 @@ def fast_verify(
     if type(method) is not str or not method or type(url) is not str:
         return None
 
-    si_value = fields.get("signature-input")
-    sig_value = fields.get("signature")
-    if si_value is None or sig_value is None:
-        return None
-    si_value = si_value.strip(" ")
-    sig_value = sig_value.strip(" ")
+    raw_fields: dict[bytes, Any] | None = None
+    text_fields: dict[str, str] = _NO_FIELDS
+    si_value: str | None
+    sig_value: str | None
+    if isinstance(fields, _Latin1Fields):  # ASGI's lines: decode only what is read
+        raw_fields = fields.raw
+        si_line = raw_fields.get(b"signature-input")
+        sig_line = raw_fields.get(b"signature")
+        if si_line is None or sig_line is None:
+            return None
+        si_value = str(si_line, "latin-1").strip(" ")
+        sig_value = str(sig_line, "latin-1").strip(" ")
+    else:
+        text_fields = fields
+        si_value = fields.get("signature-input")
+        sig_value = fields.get("signature")
+        if si_value is None or sig_value is None:
+            return None
+        si_value = si_value.strip(" ")
+        sig_value = sig_value.strip(" ")
     if len(si_value) + len(sig_value) > policy.max_header_bytes:
         return None
     close = si_value.find(")") + 1
@@ -471,7 +495,10 @@ def fast_verify(
         if args is None:
             return None
     try:
-        lines = list(map(fields.__getitem__, plan.fields))
+        if raw_fields is None:
+            lines = list(map(text_fields.__getitem__, plan.fields))
+        else:
+            lines = list(map(str, map(raw_fields.__getitem__, plan.field_keys), plan.latin1))
     except KeyError:
         return None  # a covered field is absent: component_unavailable
     digest_field: DigestField | None = None
@@ -515,7 +542,11 @@ def fast_verify(
     except VerificationError:
         return None
 
-    version = fields.get("upvest-signature-version")
+    if raw_fields is None:
+        version = text_fields.get("upvest-signature-version")
+    else:
+        version_line = raw_fields.get(b"upvest-signature-version")
+        version = None if version_line is None else str(version_line, "latin-1")
     chosen = choose_layouts(
         policy, None if version is None else version.strip(" \t"), plan.coverage, layouts
     )[: policy.max_verifications]
