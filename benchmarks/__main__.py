@@ -2,7 +2,7 @@
 
 From the repository root (a clean checkout works: the scripts fall back to ``src/``)::
 
-    python -m benchmarks                     # everything (about 3 minutes)
+    python -m benchmarks                     # everything (about 10 minutes)
     python -m benchmarks --quick             # small sizes, few rounds (under 30 s)
     python -m benchmarks --only verify cold  # some sections
     python -m benchmarks --with-soak         # also the 15-minute soak
@@ -22,6 +22,9 @@ Sections, each its own script run in a child process (its output streams through
   hand-written floor receiver, the first request after start-up; with ``hey``, also
   offloading against inline verification under load and one against two workers
   (uvicorn, gunicorn, Flask, Django), each per busy core;
+* ``memory``: ``bench_memory.py``: peak extra memory per request for a 1 MiB webhook
+  (``Verifier.verify``, the ASGI middleware, Flask, Django, the floor) and RSS over
+  100,000 requests through the middleware (quick: 2,000);
 * ``soak``: ``soak.py``, only with ``--with-soak`` or ``--only soak``.
 
 Writes ``benchmarks/results/<UTC time>.json`` (``--out`` for another folder): the
@@ -50,8 +53,8 @@ from ._common import child_env, describe_machine, machine_line, parse_sizes, wri
 from ._plot import have_matplotlib, render
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers", "soak")
-DEFAULT_SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers")
+SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers", "memory", "soak")
+DEFAULT_SECTIONS = ("verify", "cold", "hostile", "rotation", "throughput", "receivers", "memory")
 LOAD_GENERATORS = ("hey", "wrk")
 SCHEMA = 1
 
@@ -94,6 +97,9 @@ def _command(section: str, args: argparse.Namespace, out: Path, tool: str | None
         extra = ["--quick"] if quick else []
         extra += ["--load-generator", "hey" if tool == "hey" else "none"]
         return [*base, str(HERE / "bench_receivers.py"), *extra, "--json", str(out)]
+    if section == "memory":
+        extra = ["--quick"] if quick else []
+        return [*base, str(HERE / "bench_memory.py"), *extra, "--json", str(out)]
     extra = ["--quick"] if quick else []
     return [*base, str(HERE / "soak.py"), *extra, "--json", str(out)]
 
@@ -196,9 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n=== throughput: skipped: {reason}", flush=True)
                 document["sections"][section] = {"status": "skipped", "reason": reason}
                 continue
-            if section == "receivers" and importlib.util.find_spec("starlette") is None:
+            if section in ("receivers", "memory") and importlib.util.find_spec("starlette") is None:
                 reason = "Starlette is not installed: pip install -e '.[starlette]'"
-                print(f"\n=== receivers: skipped: {reason}", flush=True)
+                print(f"\n=== {section}: skipped: {reason}", flush=True)
                 document["sections"][section] = {"status": "skipped", "reason": reason}
                 continue
             entry = run_section(section, args, Path(folder), tool)

@@ -51,13 +51,15 @@ def test_every_section_reports(run: tuple[dict[str, Any], Path, str]) -> None:
     """Each default section ran and left its figures; throughput is skipped, with why."""
     document, _, stdout = run
     sections = document["sections"]
-    assert set(sections) == {"verify", "cold", "hostile", "rotation", "throughput", "receivers"}
+    expected = {"verify", "cold", "hostile", "rotation", "throughput", "receivers", "memory"}
+    assert set(sections) == expected
     measured = ["verify", "cold", "hostile", "rotation"]
-    if importlib.util.find_spec("starlette") is not None:
-        measured.append("receivers")
-    else:  # the core-only environment: the middleware cannot be measured
-        assert sections["receivers"]["status"] == "skipped"
-        assert "Starlette" in sections["receivers"]["reason"]
+    for name in ("receivers", "memory"):
+        if importlib.util.find_spec("starlette") is not None:
+            measured.append(name)
+        else:  # the core-only environment: the middleware cannot be measured
+            assert sections[name]["status"] == "skipped"
+            assert "Starlette" in sections[name]["reason"]
     for name in measured:
         assert sections[name]["status"] == "ok", name
         assert sections[name]["results"], name
@@ -91,6 +93,23 @@ def test_cold_start_figures(run: tuple[dict[str, Any], Path, str]) -> None:
     assert modes["ours + warm_up"]["warm_up_ms"]["median"] > 0
     assert modes["ours + warm_up"]["first_loaded_modules"] == []
     assert results["import_costs"]
+
+
+def test_memory_figures(run: tuple[dict[str, Any], Path, str]) -> None:
+    """Peak extra memory per contender for a 1 MiB body, and RSS samples over the run."""
+    document, _, _ = run
+    if importlib.util.find_spec("starlette") is None:
+        pytest.skip("Starlette is not installed: the memory section is skipped")
+    results = document["sections"]["memory"]["results"]
+    assert results["body_bytes"] == 1024 * 1024
+    per_request = results["per_request"]
+    for name in ("verify, str headers", "middleware, one message", "middleware, 64 KiB chunks"):
+        assert per_request[name]["peak_extra_bytes"]["median"] > 0, name
+    assert per_request["middleware, 64 KiB chunks"]["ratio"] >= 1  # the chunks are joined
+    flatness = results["flatness"]
+    assert flatness["requests"] == 2000
+    assert [s["requests"] for s in flatness["samples"]] == list(range(0, 2001, 100))
+    assert set(results["targets"]) >= {"middleware_ratio", "ratio_met", "flat"}
 
 
 def test_a_plot_is_written(run: tuple[dict[str, Any], Path, str]) -> None:
