@@ -40,7 +40,6 @@ _UNITS = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _VERSIONS = (
     "upvest-verify",
     "cryptography",
-    "joserfc",
     "http-message-signatures",
     "http-sf",
     "starlette",

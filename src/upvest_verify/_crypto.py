@@ -1,4 +1,4 @@
-"""The hazmat seam: every call into ``cryptography`` (and ``joserfc``) lives here.
+"""The hazmat seam: every call into ``cryptography`` lives here.
 
 Three jobs, all small and all strict:
 
@@ -13,7 +13,7 @@ Three jobs, all small and all strict:
 * :func:`verify_signature` runs the real verify primitive (RFC 9421 §7.3.5: never
   re-sign and compare) and answers ``True``/``False``; it never raises.
 
-No ``cryptography`` or ``joserfc`` exception leaves this module: key problems become
+No ``cryptography`` exception leaves this module: key problems become
 :class:`UnusableKey`, signature problems ``VerificationError(Reason.BAD_SIGNATURE)``
 or ``False``.
 """
@@ -25,7 +25,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -115,6 +115,11 @@ _CURVE_NAMES: Final[dict[str, str]] = {
     "P-521": ec.SECP521R1.name,
     "P-384": ec.SECP384R1.name,
     "P-256": ec.SECP256R1.name,
+}
+_CURVES: Final[dict[str, ec.EllipticCurve]] = {
+    "P-521": ec.SECP521R1(),
+    "P-384": ec.SECP384R1(),
+    "P-256": ec.SECP256R1(),
 }
 
 # Field primes (SEC 2 §2.4.2, §2.5.1, §2.6.1). ``cryptography`` accepts x + p for P-521
@@ -435,9 +440,9 @@ def jwk_to_key(jwk: Mapping[str, object], *, key_types: frozenset[KeyType]) -> V
         if "d" in jwk:
             raise UnusableKey("the JWK contains a private key ('d')")
         _check_usage(jwk, key_type)
+        y: bytes | None = None
         if key_type == "Ed25519":
-            _coordinate(jwk, "x", key_type, _ED25519_SIZE)
-            dict_key = {"kty": "OKP", "crv": key_type, "x": cast(str, jwk["x"])}
+            x = _coordinate(jwk, "x", key_type, _ED25519_SIZE)
         else:
             size = _SIZES[key_type]
             x = _coordinate(jwk, "x", key_type, size)
@@ -445,13 +450,7 @@ def jwk_to_key(jwk: Mapping[str, object], *, key_types: frozenset[KeyType]) -> V
             prime = _FIELD_PRIMES[key_type]
             if int.from_bytes(x, "big") >= prime or int.from_bytes(y, "big") >= prime:
                 raise UnusableKey("a coordinate is not below the field prime")
-            dict_key = {
-                "kty": "EC",
-                "crv": key_type,
-                "x": cast(str, jwk["x"]),
-                "y": cast(str, jwk["y"]),
-            }
-        public_key = _import(dict_key, key_type)
+        public_key = _import(key_type, x, y)
     except UnusableKey as e:
         e.kid = kid
         raise
@@ -459,30 +458,21 @@ def jwk_to_key(jwk: Mapping[str, object], *, key_types: frozenset[KeyType]) -> V
 
 
 def _import(
-    dict_key: dict[str, str], key_type: KeyType
+    key_type: KeyType, x: bytes, y: bytes | None
 ) -> ec.EllipticCurvePublicKey | Ed25519PublicKey:
-    """Hand the validated members (only those) to joserfc; it builds the key object."""
-    # Imported lazily: joserfc pulls in all of JOSE (~100 ms), needed only when keys load.
-    from joserfc.errors import JoseError
-    from joserfc.jwk import ECKey, OKPKey
+    """Build the key object from the validated coordinates, with ``cryptography``.
 
+    The JWK's members were checked above; what is left is the point itself, which
+    ``cryptography`` (OpenSSL) refuses unless it lies on the curve (SEC 1 §3.2.2.1).
+    No JOSE library is involved: importing one costs a cold process about three times
+    the floor's own imports (``benchmarks/bench_cold.py``), for this one call.
+    """
     try:
         if key_type == "Ed25519":
-            okp_key = OKPKey.import_key(dict_key)  # type: ignore[arg-type]
-            public_key: object = okp_key.public_key
-        else:
-            # cryptography checks that the point lies on the curve (SEC 1 §3.2.2.1).
-            ec_key = ECKey.import_key(dict_key)  # type: ignore[arg-type]
-            public_key = ec_key.public_key
-    except (JoseError, ValueError, TypeError) as e:
+            return Ed25519PublicKey.from_public_bytes(x)
+        assert y is not None
+        point = b"\x04" + x + y  # SEC 1 §2.3.3, uncompressed
+        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[key_type], point)
+    except (ValueError, TypeError) as e:
         reason = "the point is not on the curve" if key_type != "Ed25519" else "bad key"
         raise UnusableKey(f"{reason}: {e}") from e
-    if key_type == "Ed25519":
-        if isinstance(public_key, Ed25519PublicKey):
-            return public_key
-    elif (
-        isinstance(public_key, ec.EllipticCurvePublicKey)
-        and public_key.curve.name == _CURVE_NAMES[key_type]
-    ):
-        return public_key
-    raise UnusableKey(f"joserfc returned an unexpected key object for {key_type}")

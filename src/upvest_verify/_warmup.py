@@ -141,7 +141,7 @@ def warm_up(policy: Policy | None = None) -> None:
     from .errors import Reason, VerificationError
     from .verifier import Verifier
 
-    keys = KeySet.from_jwks(_JWKS)  # imports joserfc, as the first JWKS load would
+    keys = KeySet.from_jwks(_JWKS)  # the key import, as the first JWKS load runs it
     # Warm-up verifications are not traffic: they never reach the application's metrics.
     quiet = unmetered()
     default = Verifier(keys, policy=Policy(), clock=_clock, meter_provider=quiet)
