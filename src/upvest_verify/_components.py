@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import quote, unquote_to_bytes
 
 from . import _sfv
 from ._message import Message
@@ -284,11 +283,17 @@ def _byte_sequences(name: str, lines: list[str]) -> str:
 
 # RFC 9421 §2.2.8 refers to the WHATWG "application/x-www-form-urlencoded percent-encode
 # set": everything but ASCII alphanumerics and *-._ is encoded (so "~" and " " are too).
+# urllib.parse (with ipaddress) is imported on first use: only @query-param needs it,
+# and a cold process that never sees one need not pay for it.
 def _form_encode(text: str) -> str:
+    from urllib.parse import quote
+
     return quote(text, safe="*").replace("~", "%7E")
 
 
 def _form_decode(text: str) -> str:
+    from urllib.parse import unquote_to_bytes
+
     return unquote_to_bytes(text.replace("+", " ")).decode("utf-8", "replace")
 
 

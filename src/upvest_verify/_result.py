@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import builtins
-import datetime as _dt
 import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 __all__ = [
     "Dialect",
@@ -95,6 +97,8 @@ def parse_timestamp(text: str) -> _dt.datetime:
     Raises:
         ValueError: ``text`` is not an RFC 3339 date-time.
     """
+    import datetime as _dt  # on first use: a receiver that never reads events skips it
+
     m = _TIMESTAMP.fullmatch(text)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
