@@ -295,8 +295,10 @@ def _line(label: str, f: dict[str, Any]) -> str:
         f"  hey {f['hey_cores']:.2f} cores"
     )
     if lag:
+        idle = f.get("loop_lag_idle") or {}
         text += (
-            f"  lag p99 {lag.get('p99_ms', 0):5.1f} ms  /health p99 {f['health_p99_ms']:5.1f} ms"
+            f"  lag p99 {lag.get('p99_ms', 0):5.1f} ms (idle {idle.get('p99_ms', 0):4.1f})"
+            f"  /health p99 {f['health_p99_ms']:5.1f} ms"
         )
     return text
 
@@ -309,6 +311,9 @@ def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if lags:
         out["loop_lag_p99_ms"] = summary((lag["p99_ms"] for lag in lags), 2)
         out["loop_lag_p50_ms"] = summary((lag["p50_ms"] for lag in lags), 2)
+        idle = [r["loop_lag_idle"] for r in rows if r.get("loop_lag_idle")]
+        if idle:  # the same server idle just before: the measurement's floor
+            out["loop_lag_idle_p99_ms"] = summary((lag["p99_ms"] for lag in idle), 2)
         out["health_p99_ms"] = summary((r["health_p99_ms"] for r in rows), 2)
     return out
 

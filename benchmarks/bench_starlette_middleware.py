@@ -226,7 +226,16 @@ def _probing(port: int, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         finally:
             connection.close()
 
+    import httpx
+
+    # The measurement's own floor: the same server idle for a second, nothing but the
+    # monitor on its loop. The monitor's 5 ms sleep already wakes up late by up to a
+    # millisecond (asyncio rounds the epoll timeout up to whole milliseconds), plus
+    # whatever the machine's scheduler adds.
     lag_connection = _Connection(port)
+    lag_connection.exchange(b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # reset
+    time.sleep(1.0)
+    idle = httpx.get(f"http://127.0.0.1:{port}/lag").json()
     lag_connection.exchange(b"GET /lag HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # reset
     prober = threading.Thread(target=probe)
     prober.start()
@@ -236,8 +245,6 @@ def _probing(port: int, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         done.set()
         prober.join()
         lag_connection.close()
-    import httpx
-
     lag = httpx.get(f"http://127.0.0.1:{port}/lag").json()
     probes.sort()
     return {
@@ -246,6 +253,7 @@ def _probing(port: int, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         "health_p99_ms": 1000 * probes[int(len(probes) * 0.99)] if probes else None,
         "health_max_ms": 1000 * probes[-1] if probes else None,
         "loop_lag": lag,
+        "loop_lag_idle": idle,
     }
 
 
