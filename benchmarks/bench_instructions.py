@@ -29,8 +29,9 @@ Run from the repository root::
     python benchmarks/bench_instructions.py --against 58a9211 --json out.json
     python benchmarks/bench_instructions.py --quick               # a smoke run
 
-Without ``valgrind`` on ``PATH`` it says so and exits 0. Not part of the test suite but
-for ``tests/test_benchmark_harness.py``'s quick run.
+Without ``valgrind`` on ``PATH`` it says so and exits 0. Not part of ``python -m
+benchmarks`` (a full count takes minutes under valgrind) nor of the test suite;
+``tests/test_bench_instructions.py`` checks how it reads cachegrind's summary.
 """
 
 from __future__ import annotations
