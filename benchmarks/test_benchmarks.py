@@ -12,15 +12,14 @@ exception. ``bench_verify.py`` is the interleaved side-by-side comparison.
 
 The plain tests at the end check the scripts' own plumbing (body sizes on the
 command line); run them with ``pytest benchmarks/test_benchmarks.py -k sizes``.
-``tests/test_benchmark_harness.py`` runs ``python -m benchmarks`` in the suite. The
-``bench_receivers.py`` smoke tests run its sections at tiny counts (the server one needs
-``hey``).
+``tests/test_benchmark_harness.py`` runs ``python -m benchmarks`` in the suite, and
+``tests/test_benchmark_receivers.py`` the other ``bench_receivers.py`` sections at tiny
+counts (the servers under ``hey``); the in-process smoke test here also checks its profile.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -236,10 +235,6 @@ def test_bench_verify_refuses_a_bad_size() -> None:
 
 # --- bench_receivers.py at tiny counts (no speed is checked) -----------------------
 
-needs_hey = pytest.mark.skipif(
-    shutil.which("hey") is None, reason="hey is not on PATH (Debian: apt-get install -y hey)"
-)
-
 
 def test_receivers_inprocess_smoke() -> None:
     """Floor, middleware and verify all answer 200 and are timed; the profile names the pieces."""
@@ -252,49 +247,3 @@ def test_receivers_inprocess_smoke() -> None:
     profile = result["profile"]
     assert set(profile["per_request_us_without_ecdsa"]) == {"floor", "middleware", "verify"}
     assert "read_head: one dict() of the header lines" in profile["pieces_ns"]
-
-
-def test_receivers_first_request_smoke() -> None:
-    """Fresh interpreters time the first webhook after start-up, with and without lifespan."""
-    import bench_receivers
-
-    result = bench_receivers.first_section(interpreters=1, requests=3)
-    assert len(result["modes"]) == 4
-    for entry in result["modes"].values():
-        assert entry["first/warm"]["n"] == 1
-    assert result["modes"]["offload, lifespan (warm-up)"]["startup_ms"]["median"] > 0
-
-
-def test_receivers_main_writes_json(tmp_path: Path) -> None:
-    """The script's command line runs a section and writes its figures; no hey, no servers."""
-    import bench_receivers
-
-    out = tmp_path / "receivers.json"
-    argv = ["--quick", "--only", "inprocess", "offload", "--load-generator", "none"]
-    assert bench_receivers.main([*argv, "--json", str(out)]) == 0
-    import json
-
-    sections = json.loads(out.read_text(encoding="utf-8"))["sections"]
-    assert sections["inprocess"]["status"] == "ok"
-    assert sections["offload"] == {"status": "skipped", "reason": "--load-generator none"}
-
-
-def test_accepted_sockets_nodelay() -> None:
-    """Only a protocol-0 listener without TCP_NODELAY (uvicorn --workers) gives Nagle sockets."""
-    import _receiver_servers
-
-    assert list(_receiver_servers.accepted_nodelay().values()) == [0, 1, 1]
-
-
-@needs_hey
-def test_receivers_offload_smoke() -> None:
-    """Each offload mode serves a few webhooks under hey, with CPU and lag figures."""
-    import _receiver_servers
-
-    result = _receiver_servers.offload_section(shutil.which("hey") or "hey", rounds=1, requests=48)
-    for load in ("saturated", "paced"):
-        assert set(result[load]) == set(_receiver_servers.OFFLOAD_MODES)
-        for figures in result[load].values():
-            assert figures["requests_per_s"]["median"] > 0
-            assert figures["server_cpu_us_per_request"]["median"] > 0
-    assert result["offload/inline requests_per_s"]["n"] == 1
