@@ -39,8 +39,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._claim import LedgerUnavailable, check_duration
-from ._sqlite_db import open_database
+from ._claim import check_duration
+from ._sqlite_db import Database
 
 if TYPE_CHECKING:
     from upvest_verify._result import VerifiedWebhook
@@ -307,7 +307,7 @@ class SQLiteReplayStore(BaseReplayStore):
     __slots__ = (
         "_busy_timeout",
         "_clock",
-        "_conn",
+        "_db",
         "_lock",
         "_next_purge",
         "_path",
@@ -331,10 +331,11 @@ class SQLiteReplayStore(BaseReplayStore):
         self._purge_interval = check_duration("purge_interval", purge_interval)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
         self._next_purge = 0.0
         # The table name is a checked identifier; values are always bound parameters.
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
+        schema = (self._sql["create"], self._sql["index"])
+        self._db = Database(self._path, self._busy_timeout, schema, "SQLite replay store")
 
     def __repr__(self) -> str:
         return f"SQLiteReplayStore({self._path!r})"
@@ -346,37 +347,25 @@ class SQLiteReplayStore(BaseReplayStore):
 
     def _connection(self) -> sqlite3.Connection:
         # Called with the lock held.
-        if self._conn is None:
-            schema = (self._sql["create"], self._sql["index"])
-            self._conn = open_database(self._path, self._busy_timeout, schema)
-        return self._conn
+        return self._db.connection()
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:
         # Called with the lock held.
-        try:
-            return self._connection().execute(self._sql[query], params)
-        except sqlite3.Error as e:
-            raise LedgerUnavailable(f"SQLite replay store {self._path!r}: {e}") from e
+        return self._db.run(self._sql[query], params)
 
     def close(self) -> None:
         """Close the database connection (it reopens on next use)."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._db.close()
 
     async def aclose(self) -> None:
         """:meth:`close`, in a worker thread."""
         await asyncio.to_thread(self.close)
 
     def _purge_locked(self, now: float) -> int:
-        total = 0
-        while True:
-            removed = self._run("purge", now, PURGE_BATCH).rowcount
-            total += removed
-            if removed < PURGE_BATCH:
-                self._next_purge = now + self._purge_interval
-                return total
+        total = self._db.purge(self._sql["purge"], now, PURGE_BATCH)
+        self._next_purge = now + self._purge_interval
+        return total
 
     def purge(self) -> int:
         """Delete every row whose ``expires_at`` passed; return how many.

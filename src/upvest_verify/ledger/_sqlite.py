@@ -37,14 +37,13 @@ from ._claim import (
     DEFAULT_RETENTION,
     Acquired,
     Claim,
-    LedgerUnavailable,
     check_duration,
     check_event_id,
 )
 from ._inbox import InboxLedger
 from ._inbox_sqlite import SQLiteInbox
 from ._inbox_store import InboxStore
-from ._sqlite_db import open_database
+from ._sqlite_db import Database
 
 __all__ = ["SQLiteLedger"]
 
@@ -88,7 +87,7 @@ class SQLiteLedger(InboxLedger):
     __slots__ = (
         "_busy_timeout",
         "_clock",
-        "_conn",
+        "_db",
         "_inbox_store",
         "_lease",
         "_lock",
@@ -119,10 +118,11 @@ class SQLiteLedger(InboxLedger):
         self._purge_interval = check_duration("purge_interval", purge_interval)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
         self._next_purge = 0.0
         # The table name is a checked identifier; values are always bound parameters.
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
+        schema = (self._sql["create"], self._sql["index"])
+        self._db = Database(self._path, self._busy_timeout, schema, "SQLite ledger")
         self._inbox_store = SQLiteInbox(self, table)
 
     def __repr__(self) -> str:
@@ -143,24 +143,16 @@ class SQLiteLedger(InboxLedger):
 
     def _connection(self) -> sqlite3.Connection:
         # Called with the lock held.
-        if self._conn is None:
-            schema = (self._sql["create"], self._sql["index"])
-            self._conn = open_database(self._path, self._busy_timeout, schema)
-        return self._conn
+        return self._db.connection()
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:
         # Called with the lock held.
-        try:
-            return self._connection().execute(self._sql[query], params)
-        except sqlite3.Error as e:
-            raise LedgerUnavailable(f"SQLite ledger {self._path!r}: {e}") from e
+        return self._db.run(self._sql[query], params)
 
     def close(self) -> None:
         """Close this ledger's database connection (it reopens on next use)."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._db.close()
 
     async def aclose(self) -> None:
         """:meth:`close`, for symmetry with the Redis ledger."""
@@ -176,13 +168,9 @@ class SQLiteLedger(InboxLedger):
             return self._purge_locked(self._clock())
 
     def _purge_locked(self, now: float) -> int:
-        total = 0
-        while True:
-            removed = self._run("purge", now, PURGE_BATCH).rowcount
-            total += removed
-            if removed < PURGE_BATCH:
-                self._next_purge = now + self._purge_interval
-                return total
+        total = self._db.purge(self._sql["purge"], now, PURGE_BATCH)
+        self._next_purge = now + self._purge_interval
+        return total
 
     def acquire(self, event_id: str) -> Acquired:
         check_event_id(event_id)
