@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .types import AsyncKeyProvider, KeyProvider
     from .verifier import Verifier, verify
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "AsyncKeyProvider",
