@@ -8,7 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from ledger_support import Target, check_each_event_exactly_once, check_takeover_after_a_crash
+from ledger_support import (
+    Target,
+    check_each_event_exactly_once,
+    check_takeover_after_a_crash,
+    make_events,
+)
 
 from upvest_verify.ledger import Acquired, LedgerUnavailable, SQLiteLedger
 from upvest_verify.ledger._sqlite_db import enable_wal
@@ -90,6 +95,23 @@ def test_unusable_file_raises_ledger_unavailable(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "missing-dir" / "l.sqlite3")
     with pytest.raises(LedgerUnavailable):
         ledger.claim("evt")
+
+
+def test_claims_and_the_inbox_name_an_unusable_file_alike(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    prefix = f"SQLite ledger {str(path)!r}: unable to open database file"
+    steps = {
+        "claim": lambda: ledger.claim("evt"),
+        "enqueue": lambda: ledger.enqueue(make_events(1)),
+        "pending": ledger.pending,
+        "work": lambda: ledger.work(print, idle_timeout=0),
+    }
+    for step, call in steps.items():
+        with pytest.raises(LedgerUnavailable) as caught:
+            call()
+        assert str(caught.value) == prefix, step
+        assert isinstance(caught.value.__cause__, sqlite3.Error), step
 
 
 def test_async_runs_sqlite_off_the_event_loop(tmp_path: Path) -> None:

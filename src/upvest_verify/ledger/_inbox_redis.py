@@ -29,23 +29,27 @@ hosts need not agree on the time.
 
 The scripts compute key names from the namespace, so the inbox needs a single Redis
 server (with replicas if wanted), not Redis Cluster.
+
+The ledger hands its inbox a :class:`RedisLedgerAccess`: its namespace, lease, retention
+and its sync and async clients.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from ._claim import Claim, LedgerUnavailable
+from ._claim import BaseLedger, Claim, LedgerUnavailable
 from ._inbox_store import HELD_RECHECK, SCAN_LIMIT, FailedEvent, InboxStore, Row, Taken
 
 if TYPE_CHECKING:
-    from ._redis import RedisLedger
+    import redis.asyncio
 
-__all__ = ["RedisInbox"]
+__all__ = ["RedisInbox", "RedisLedgerAccess"]
 
 WAKE_MAX = 64
 """Wake-up tokens kept at most (one per new event, for as many idle workers)."""
@@ -186,44 +190,68 @@ def _millis(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
+@dataclass(frozen=True, slots=True)
+class RedisLedgerAccess:
+    """What :class:`RedisInbox` may use of its :class:`~upvest_verify.ledger.RedisLedger`.
+
+    The ledger builds it for its inbox store in this package; not part of the public API.
+
+    Attributes:
+        owner: The ledger itself, named in the claims the inbox hands out.
+        namespace: The prefix of every key.
+        lease_ms: Milliseconds a lease lasts.
+        retention_ms: Milliseconds a completed id is remembered.
+        sync_client: The sync client; raises ``LedgerError`` when the ledger has none.
+        async_client: The async client, made on first use for a ledger from a URL;
+            raises ``LedgerError`` when the ledger has none.
+    """
+
+    owner: BaseLedger
+    namespace: str
+    lease_ms: int
+    retention_ms: int
+    sync_client: Callable[[], redis.Redis]
+    async_client: Callable[[], redis.asyncio.Redis]
+
+
 class RedisInbox(InboxStore):
     """The inbox of one :class:`RedisLedger`, on its clients."""
 
     __slots__ = ("_async_scripts", "_ledger", "_scripts")
 
-    def __init__(self, ledger: RedisLedger) -> None:
+    def __init__(self, ledger: RedisLedgerAccess) -> None:
         self._ledger = ledger
         self._scripts: tuple[Any, ...] | None = None
         self._async_scripts: tuple[Any, ...] | None = None
 
     def _key(self, name: str) -> str:
-        return f"{self._ledger._namespace}:inbox:{name}"
+        return f"{self._ledger.namespace}:inbox:{name}"
 
     # -- arguments and replies, shared by the sync and async paths
 
     def _put_args(self, rows: Sequence[Row]) -> list[object]:
-        args: list[object] = [self._ledger._namespace, WAKE_MAX, WAKE_TTL_MS]
+        args: list[object] = [self._ledger.namespace, WAKE_MAX, WAKE_TTL_MS]
         for row in rows:
             args.extend(row)
         return args
 
     def _take_args(self, token: str) -> list[object]:
-        lease = self._ledger._lease_ms
-        return [self._ledger._namespace, token, lease, _millis(HELD_RECHECK), SCAN_LIMIT]
+        lease = self._ledger.lease_ms
+        return [self._ledger.namespace, token, lease, _millis(HELD_RECHECK), SCAN_LIMIT]
 
     def _taken(self, reply: Any, token: str) -> Taken | float | None:
         if int(reply[0]) == 1:
             event_id, raw, attempts, webhook_id = reply[1:5]
-            claim = Claim(_text(event_id), token, self._ledger)
+            claim = Claim(_text(event_id), token, self._ledger.owner)
             return Taken(claim, _text(webhook_id), _text(raw), int(attempts))
         wait = int(reply[1])
         return None if wait < 0 else wait / 1000
 
     def _finish_args(self, taken: Taken, retry_in: float | None, error: str | None) -> list[object]:
-        ns, claim = self._ledger._namespace, taken.claim
+        ns, claim = self._ledger.namespace, taken.claim
         head = [ns, claim.event_id, taken.webhook_id, claim.token]
         if retry_in is None:
-            return [*head, self._ledger._retention_ms]
+            return [*head, self._ledger.retention_ms]
         return [*head, _millis(retry_in), error or ""]
 
     def _failures(self, now: Any, ids: list[Any], details: list[Any]) -> list[FailedEvent]:
@@ -247,7 +275,7 @@ class RedisInbox(InboxStore):
 
     def _sync_scripts(self) -> tuple[Any, ...]:
         if self._scripts is None:
-            client = self._ledger._sync()
+            client = self._ledger.sync_client()
             self._scripts = tuple(client.register_script(text) for text in _SCRIPTS)
         return self._scripts
 
@@ -276,20 +304,20 @@ class RedisInbox(InboxStore):
 
     def idle(self, seconds: float) -> None:
         try:
-            self._ledger._sync().blpop([self._key("wake")], timeout=max(seconds, 0.01))
+            self._ledger.sync_client().blpop([self._key("wake")], timeout=max(seconds, 0.01))
         except redis.RedisError as e:
             raise LedgerUnavailable(f"Redis ledger: {e}") from e
 
     def pending(self) -> int:
         try:
-            return int(self._ledger._sync().get(self._key("count")) or 0)
+            return int(self._ledger.sync_client().get(self._key("count")) or 0)
         except redis.RedisError as e:
             raise LedgerUnavailable(f"Redis ledger: {e}") from e
 
     def failed(self, limit: int) -> list[FailedEvent]:
         if limit <= 0:
             return []
-        client = self._ledger._sync()
+        client = self._ledger.sync_client()
         try:
             with client.pipeline(transaction=False) as pipe:
                 pipe.time()
@@ -307,7 +335,7 @@ class RedisInbox(InboxStore):
 
     def _aclient_scripts(self) -> tuple[Any, ...]:
         if self._async_scripts is None:
-            client = self._ledger._async()
+            client = self._ledger.async_client()
             self._async_scripts = tuple(client.register_script(text) for text in _SCRIPTS)
         return self._async_scripts
 
@@ -336,20 +364,20 @@ class RedisInbox(InboxStore):
 
     async def aidle(self, seconds: float) -> None:
         try:
-            await self._ledger._async().blpop([self._key("wake")], timeout=max(seconds, 0.01))
+            await self._ledger.async_client().blpop([self._key("wake")], timeout=max(seconds, 0.01))
         except redis.RedisError as e:
             raise LedgerUnavailable(f"Redis ledger: {e}") from e
 
     async def apending(self) -> int:
         try:
-            return int(await self._ledger._async().get(self._key("count")) or 0)
+            return int(await self._ledger.async_client().get(self._key("count")) or 0)
         except redis.RedisError as e:
             raise LedgerUnavailable(f"Redis ledger: {e}") from e
 
     async def afailed(self, limit: int) -> list[FailedEvent]:
         if limit <= 0:
             return []
-        client = self._ledger._async()
+        client = self._ledger.async_client()
         try:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.time()

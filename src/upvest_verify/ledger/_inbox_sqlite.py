@@ -24,6 +24,8 @@ dead worker's event is taken over when its lease ends. ``enqueue`` commits with
 ``synchronous = FULL`` (the events are on disk before the endpoint answers 2xx); the
 other writes keep the ledger's ``NORMAL``. Idle workers poll a cheap read
 (``MIN(due_at)``) every :data:`POLL` seconds at most; only a due head starts a write.
+The ledger hands its inbox a :class:`SQLiteLedgerAccess`: its lock, database, clock,
+lease, retention, table name and the three statements the inbox runs in its transactions.
 """
 
 from __future__ import annotations
@@ -32,17 +34,16 @@ import asyncio
 import contextlib
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
-from ._claim import Claim, LedgerUnavailable
+from ._claim import BaseLedger, Claim
 from ._inbox_store import HELD_RECHECK, SCAN_LIMIT, FailedEvent, InboxStore, Row, Taken
+from ._sqlite_db import Database
 
-if TYPE_CHECKING:
-    from ._sqlite import SQLiteLedger
-
-__all__ = ["POLL", "SQLiteInbox"]
+__all__ = ["POLL", "SQLiteInbox", "SQLiteLedgerAccess"]
 
 POLL = 0.05
 """The longest sleep of an idle worker between two looks at the due table, in seconds."""
@@ -81,30 +82,61 @@ _SQL = {
 """Every inbox statement; ``{table}`` stands for the ledger's table name."""
 
 
+@dataclass(frozen=True, slots=True)
+class SQLiteLedgerAccess:
+    """What :class:`SQLiteInbox` may use of its :class:`~upvest_verify.ledger.SQLiteLedger`.
+
+    The ledger builds it for its inbox store in this package; not part of the public API.
+
+    Attributes:
+        owner: The ledger itself, named in the claims the inbox hands out.
+        lock: The ledger's lock, held around every use of ``db``.
+        db: The ledger's database: its connection, and its errors as ``LedgerUnavailable``.
+        clock: The ledger's wall clock.
+        lease: Seconds a lease lasts.
+        retention: Seconds a completed id is remembered.
+        table: The ledger's table; the inbox tables are named after it.
+        claim_sql: The ledger's claim statement: (event id, token, lease end, now).
+        complete_sql: The ledger's complete statement: (forget-at, event id, token, now).
+        release_sql: The ledger's release statement: (event id, token, now).
+    """
+
+    owner: BaseLedger
+    lock: threading.Lock
+    db: Database
+    clock: Callable[[], float]
+    lease: float
+    retention: float
+    table: str
+    claim_sql: str
+    complete_sql: str
+    release_sql: str
+
+
 class SQLiteInbox(InboxStore):
     """The inbox of one :class:`SQLiteLedger`, on its connection and lock."""
 
     __slots__ = ("_ledger", "_ready", "_sql")
 
-    def __init__(self, ledger: SQLiteLedger, table: str) -> None:
+    def __init__(self, ledger: SQLiteLedgerAccess) -> None:
         self._ledger = ledger
         self._ready = False
-        self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
+        self._sql = {name: text.replace("{table}", ledger.table) for name, text in _SQL.items()}
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
         """The ledger's connection under its lock, the inbox tables made; errors wrapped."""
         ledger = self._ledger
-        with ledger._lock:
+        with ledger.lock:
             try:
-                conn = ledger._connection()
+                conn = ledger.db.connection()
                 if not self._ready:
                     for name in ("create_inbox", "index_inbox", "create_due", "index_due"):
                         conn.execute(self._sql[name])
                     self._ready = True
                 yield conn
             except sqlite3.Error as e:
-                raise LedgerUnavailable(f"SQLite ledger {ledger.path!r}: {e}") from e
+                raise ledger.db.unavailable(e) from e
 
     @staticmethod
     @contextlib.contextmanager
@@ -124,7 +156,7 @@ class SQLiteInbox(InboxStore):
             conn.execute("PRAGMA synchronous = FULL")  # on disk before the endpoint answers
             try:
                 with self._transaction(conn):
-                    now = ledger._clock()
+                    now = ledger.clock()
                     for event_id, webhook_id, raw in rows:
                         row = (event_id, webhook_id, raw, event_id, now)
                         if conn.execute(sql["put"], row).rowcount == 1:
@@ -141,7 +173,7 @@ class SQLiteInbox(InboxStore):
             first = conn.execute(sql["next_due"]).fetchone()[0]  # a read: no write lock
             if first is None:
                 return None
-            now = ledger._clock()
+            now = ledger.clock()
             if first > now:
                 return float(first - now)
             with self._transaction(conn):
@@ -149,8 +181,8 @@ class SQLiteInbox(InboxStore):
 
     def _take_locked(self, conn: sqlite3.Connection, token: str) -> Taken | float | None:
         sql, ledger = self._sql, self._ledger
-        now = ledger._clock()
-        lease_end = now + ledger._lease
+        now = ledger.clock()
+        lease_end = now + ledger.lease
         for _ in range(SCAN_LIMIT):
             due = conn.execute(sql["first_due"], (now,)).fetchone()
             if due is None:
@@ -163,10 +195,12 @@ class SQLiteInbox(InboxStore):
                 continue
             seq, event_id, raw, attempts = head
             # The ledger's own claim statement: the same lease as claim() takes.
-            if conn.execute(ledger._sql["claim"], (event_id, token, lease_end, now)).rowcount == 1:
+            if conn.execute(ledger.claim_sql, (event_id, token, lease_end, now)).rowcount == 1:
                 conn.execute(sql["started"], (attempts + 1, seq))
                 conn.execute(sql["reschedule"], (lease_end, webhook_id))
-                return Taken(Claim(event_id, token, ledger), webhook_id, raw, attempts + 1, seq)
+                return Taken(
+                    Claim(event_id, token, ledger.owner), webhook_id, raw, attempts + 1, seq
+                )
             holder = conn.execute(sql["holder"], (event_id, now)).fetchone()
             if holder is not None and holder[0]:  # completed on another path: dequeue
                 conn.execute(sql["drop"], (seq,))
@@ -180,10 +214,10 @@ class SQLiteInbox(InboxStore):
         sql, ledger = self._sql, self._ledger
         event_id, token, webhook_id = taken.claim.event_id, taken.claim.token, taken.webhook_id
         with self._using() as conn, self._transaction(conn):
-            now = ledger._clock()
+            now = ledger.clock()
             if retry_in is None:
                 done = (now + ledger.retention, event_id, token, now)
-                if conn.execute(ledger._sql["complete"], done).rowcount != 1:
+                if conn.execute(ledger.complete_sql, done).rowcount != 1:
                     return False
                 conn.execute(sql["drop"], (taken.ref,))
                 if conn.execute(sql["more"], (webhook_id,)).fetchone() is None:
@@ -191,7 +225,7 @@ class SQLiteInbox(InboxStore):
                 else:
                     conn.execute(sql["reschedule"], (now, webhook_id))
                 return True
-            if conn.execute(ledger._sql["release"], (event_id, token, now)).rowcount != 1:
+            if conn.execute(ledger.release_sql, (event_id, token, now)).rowcount != 1:
                 return False
             if error is not None:
                 conn.execute(sql["failure"], (now + retry_in, error, taken.ref))
@@ -212,7 +246,7 @@ class SQLiteInbox(InboxStore):
     def failed(self, limit: int) -> list[FailedEvent]:
         with self._using() as conn:
             rows = conn.execute(self._sql["failed"], (max(limit, 0),)).fetchall()
-            now = self._ledger._clock()
+            now = self._ledger.clock()
         return [
             FailedEvent(event_id, webhook_id, attempts, error, max(0.0, float(retry_at) - now))
             for event_id, webhook_id, attempts, error, retry_at in rows

@@ -3,6 +3,10 @@
 Each change a store makes is atomic together with the ledger's own lease and done
 records (one lock, one SQLite transaction, one Redis script), so the queue and the
 done-ledger never disagree. :mod:`upvest_verify.ledger._inbox` drives a store.
+
+A store never reads its ledger's private attributes: the ledger hands it an access
+object, defined beside the store (``MemoryLedgerAccess``, ``SQLiteLedgerAccess``,
+``RedisLedgerAccess``), with just the lock, clock, statements or clients it shares.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Nothing is shared with other processes and nothing survives a restart; use it in
 tests and single-process apps. Completed ids are remembered for the retention and
 dropped in completion order, a bounded number per call, so memory stays bounded
 by the completion rate times the retention. Its inbox (``enqueue``/``work``) is
-:class:`~upvest_verify.ledger._inbox_memory.MemoryInbox`, under the same lock.
+:class:`~upvest_verify.ledger._inbox_memory.MemoryInbox`, under the same lock; it uses
+the ledger through the :class:`~upvest_verify.ledger._inbox_memory.MemoryLedgerAccess`
+the ledger gives it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ._claim import (
     check_event_id,
 )
 from ._inbox import InboxLedger
-from ._inbox_memory import MemoryInbox
+from ._inbox_memory import MemoryInbox, MemoryLedgerAccess
 from ._inbox_store import InboxStore
 
 __all__ = ["MemoryLedger"]
@@ -57,7 +59,17 @@ class MemoryLedger(InboxLedger):
         self._lock = threading.Lock()
         self._leases: dict[str, tuple[str, float]] = {}  # id -> (token, lease end)
         self._done: OrderedDict[str, float] = OrderedDict()  # id -> forget-at, oldest first
-        self._inbox_store = MemoryInbox(self)
+        self._inbox_store = MemoryInbox(
+            MemoryLedgerAccess(
+                lock=self._lock,
+                clock=self._clock,
+                lease=self._lease,
+                is_done=self._is_done,
+                acquire=self._acquire_locked,
+                lease_end=self._lease_end,
+                settle=self._settle_locked,
+            )
+        )
 
     def __repr__(self) -> str:
         return f"MemoryLedger(lease={self._lease}, retention={self._retention})"
@@ -96,12 +108,16 @@ class MemoryLedger(InboxLedger):
             return self._acquire_locked(event_id, self._clock())
 
     def _is_done(self, event_id: str, now: float) -> bool:
-        # Called with the lock held.
+        # Called with the lock held; handed to the inbox.
         forget_at = self._done.get(event_id)
         return forget_at is not None and forget_at > now
 
+    def _lease_end(self, event_id: str) -> float:
+        # Called with the lock held, for an id with a lease; handed to the inbox.
+        return self._leases[event_id][1]
+
     def _acquire_locked(self, event_id: str, now: float) -> Acquired:
-        # Called with the lock held; shared with the inbox.
+        # Called with the lock held; handed to the inbox.
         self._purge(now, PURGE_BATCH)
         forget_at = self._done.get(event_id)
         if forget_at is not None:
@@ -123,7 +139,7 @@ class MemoryLedger(InboxLedger):
             return self._settle_locked(event_id, token, done, self._clock())
 
     def _settle_locked(self, event_id: str, token: str, done: bool, now: float) -> bool:
-        # Called with the lock held; shared with the inbox.
+        # Called with the lock held; handed to the inbox.
         current = self._leases.get(event_id)
         if current is None or current[1] <= now or not secrets.compare_digest(current[0], token):
             return False

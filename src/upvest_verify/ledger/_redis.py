@@ -17,7 +17,9 @@ token before it changes the key (the first use of a script on a server also
 loads it).
 
 The inbox (``enqueue``/``work``) keeps its queues under ``<namespace>:inbox:``; see
-:mod:`upvest_verify.ledger._inbox_redis` for its keys and round trips.
+:mod:`upvest_verify.ledger._inbox_redis` for its keys and round trips. It uses the
+ledger through the :class:`~upvest_verify.ledger._inbox_redis.RedisLedgerAccess` the
+ledger gives it.
 
 Needs the ``redis`` extra: ``pip install 'upvest-verify[redis]'``.
 """
@@ -44,7 +46,7 @@ from ._claim import (
     check_event_id,
 )
 from ._inbox import InboxLedger
-from ._inbox_redis import RedisInbox
+from ._inbox_redis import RedisInbox, RedisLedgerAccess
 from ._inbox_store import InboxStore
 
 __all__ = ["RedisLedger"]
@@ -128,7 +130,16 @@ class RedisLedger(InboxLedger):
         self._async_scripts: tuple[Any, Any] | None = None
         self._url: str | None = None
         self._options: dict[str, Any] = {}
-        self._inbox_store = RedisInbox(self)
+        self._inbox_store = RedisInbox(
+            RedisLedgerAccess(
+                owner=self,
+                namespace=self._namespace,
+                lease_ms=self._lease_ms,
+                retention_ms=self._retention_ms,
+                sync_client=self._sync,
+                async_client=self._async,
+            )
+        )
 
     @classmethod
     def from_url(

@@ -18,7 +18,8 @@ Clocks: lease ends and retention use the wall clock (``time.time``) because
 several processes compare them; keep the host's clock synchronised.
 
 The inbox (``enqueue``/``work``) keeps two more tables in the same file, created on
-its first use; see :mod:`upvest_verify.ledger._inbox_sqlite`.
+its first use; see :mod:`upvest_verify.ledger._inbox_sqlite`. It uses the ledger through
+the :class:`~upvest_verify.ledger._inbox_sqlite.SQLiteLedgerAccess` the ledger gives it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ._claim import (
     check_event_id,
 )
 from ._inbox import InboxLedger
-from ._inbox_sqlite import SQLiteInbox
+from ._inbox_sqlite import SQLiteInbox, SQLiteLedgerAccess
 from ._inbox_store import InboxStore
 from ._sqlite_db import Database
 
@@ -123,7 +124,20 @@ class SQLiteLedger(InboxLedger):
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
         schema = (self._sql["create"], self._sql["index"])
         self._db = Database(self._path, self._busy_timeout, schema, "SQLite ledger")
-        self._inbox_store = SQLiteInbox(self, table)
+        self._inbox_store = SQLiteInbox(
+            SQLiteLedgerAccess(
+                owner=self,
+                lock=self._lock,
+                db=self._db,
+                clock=self._clock,
+                lease=self._lease,
+                retention=self._retention,
+                table=table,
+                claim_sql=self._sql["claim"],
+                complete_sql=self._sql["complete"],
+                release_sql=self._sql["release"],
+            )
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self._path!r}, lease={self._lease}, retention={self._retention})"
@@ -140,10 +154,6 @@ class SQLiteLedger(InboxLedger):
 
     def _inbox(self) -> InboxStore:
         return self._inbox_store
-
-    def _connection(self) -> sqlite3.Connection:
-        # Called with the lock held.
-        return self._db.connection()
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:
         # Called with the lock held.
