@@ -11,9 +11,10 @@ Contenders, with a signed 10 KiB RFC 9421 webhook (``bench_verify.build_case``):
 * ``floor``: SHA-512 of the body and one ``cryptography`` P-521 verify;
 * ``verify str`` / ``verify bytes``: ``Verifier.verify`` with ``str`` header pairs or
   ASGI ``bytes`` lines;
-* ``asgi floor`` / ``middleware``: the in-process ASGI apps of ``bench_receivers.py``, a
-  raw app doing the floor's work against ``UpvestWebhookMiddleware(offload=False)``
-  (needs Starlette);
+* ``asgi floor`` / ``asgi hand-written`` / ``middleware``: the in-process ASGI apps of
+  ``bench_receivers.py`` (``_asgi_contenders.py``): a raw app doing the floor's work, a
+  hand-written receiver of the real headers that validates nothing, and
+  ``UpvestWebhookMiddleware(offload=False)`` (needs Starlette);
 * with ``--against REV``: ``verify str`` / ``verify bytes`` of a git revision too
   (exported as in ``ab_verify.py``), for a before/after that no load can disturb.
 
@@ -63,10 +64,10 @@ sys.path[:0] = [{here!r}, {src!r}] + ([{rev_folder!r}] if {rev_folder!r} else []
 from bench_verify import URL, build_case
 from upvest_verify.testing import generate_key, make_jwks
 name, calls = {name!r}, {calls}
-if name in ("asgi floor", "middleware"):
-    from bench_receivers import Receivers
+if name in ("asgi floor", "asgi hand-written", "middleware"):
+    from _asgi_contenders import Receivers
     receivers = Receivers()
-    app = receivers.apps["floor" if name == "asgi floor" else "middleware"]
+    app = receivers.apps[name.removeprefix("asgi ")]
     loop = asyncio.new_event_loop()
     loop.run_until_complete(receivers.batch(app, 2))
     loop.run_until_complete(receivers.batch(app, calls))
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = 2 if args.quick else 20
     names = ["floor", "verify str", "verify bytes"]
     if not args.quick and importlib.util.find_spec("starlette") is not None:
-        names += ["asgi floor", "middleware"]
+        names += ["asgi floor", "asgi hand-written", "middleware"]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder:
         rev_folder = ""
@@ -199,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             print(f"FAIL {e}")
             return 1
-    floors = {name: "asgi floor" if name == "middleware" else "floor" for name in rows}
+    floors = {
+        name: "asgi floor" if name.startswith(("asgi", "middleware")) else "floor" for name in rows
+    }
     print(
         f"\n  {'per call':<18} {'instructions':>13} {'/ floor':>8} {'I1 misses':>10}"
         f" {'D1 misses':>10} {'LL misses':>10}"

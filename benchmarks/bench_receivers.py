@@ -15,8 +15,10 @@ or one set of servers, rounds interleaved, and reported as min / median / max ov
   ``receive`` and ``send``; no server): the **floor** (a raw ASGI app that reads the
   body, hashes it with SHA-512 and does one P-521 verify with ``cryptography``), the
   **middleware** (``UpvestWebhookMiddleware(offload=False)`` in front of a raw app
-  that reads the replayed body), and **verify** (a raw app calling
-  ``Verifier.verify`` with the scope's bytes header lines). Then the same paths with
+  that reads the replayed body), **verify** (a raw app calling
+  ``Verifier.verify`` with the scope's bytes header lines), and a **hand-written**
+  receiver for this one webhook shape (splits the headers, rebuilds the base, checks the
+  digest and the signature, and nothing else). Then the same paths with
   the ECDSA verify stubbed out, and each piece of the middleware timed alone: the
   Python that remains beyond the floor.
 * ``first``: fresh interpreters start the middleware (inline and offloaded) through
@@ -45,14 +47,13 @@ import gc
 import hashlib
 import importlib.util
 import json
-import logging
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,130 +61,12 @@ if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _asgi_contenders import END, SIZE, START, Receivers
 from _common import child_env, describe_machine, summary, write_json
 from _receiver_servers import load_average, multicore_section, offload_section
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("inprocess", "first", "offload", "multicore")
-SIZE = 10 * 1024
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-type", b"text/plain")],
-}
-END = {"type": "http.response.body", "body": b"ok"}
-
-
-# --------------------------------------------------------------------------- the contenders
-
-
-class Receivers:
-    """The in-process contenders for one signed webhook, and how to call them."""
-
-    def __init__(self) -> None:
-        from bench_verify import URL, build_case
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        from upvest_verify import Verifier
-        from upvest_verify.adapters.starlette import UpvestWebhookMiddleware
-        from upvest_verify.testing import generate_key
-
-        key = generate_key()
-        case = build_case(SIZE, key)
-        self.body = case.body
-        self.scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "https",
-            "path": "/webhooks/upvest",
-            "raw_path": b"/webhooks/upvest",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.encode(), v.encode()) for k, v in case.rfc_headers],
-            "server": ("hooks.example.com", 443),
-            "client": ("127.0.0.1", 50000),
-        }
-        self.message = {"type": "http.request", "body": self.body, "more_body": False}
-        public = key.private_key.public_key()
-        assert isinstance(public, ec.EllipticCurvePublicKey)
-        ecdsa = public.verify
-        algorithm = ec.ECDSA(hashes.SHA512())
-        sha512 = hashlib.sha512
-        base, der = case.rfc_base, case.rfc_der
-        self.answers: list[int] = []
-
-        async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            body = (await receive())["body"]
-            sha512(body).digest()
-            ecdsa(der, base, algorithm)
-            await send(START)
-            await send(END)
-
-        async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            await receive()
-            await send(START)
-            await send(END)
-
-        verifier = Verifier(case.keys)
-
-        async def verify(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            body = (await receive())["body"]
-            verifier.verify("POST", URL, scope["headers"], body)
-            await send(START)
-            await send(END)
-
-        middleware = UpvestWebhookMiddleware(inner, verifier=Verifier(case.keys), offload=False)
-        self.apps: dict[str, App] = {"floor": floor, "middleware": middleware, "verify": verify}
-        self.middleware = middleware
-        self.verifier = verifier
-        self.url = URL
-
-    async def receive(self) -> dict[str, Any]:
-        return self.message
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.answers.append(message["status"])
-
-    async def batch(self, app: App, n: int) -> float:
-        """Per-call nanoseconds of ``n`` requests (a fresh scope each), after one untimed."""
-        scope, receive, send = self.scope, self.receive, self.send
-        await app(dict(scope), receive, send)
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            await app(dict(scope), receive, send)
-        return (clock() - start) / n
-
-    async def check(self) -> list[str]:
-        """Every contender answers 200; the middleware refuses a tampered body (401)."""
-        problems = []
-        for name, app in self.apps.items():
-            self.answers.clear()
-            await app(dict(self.scope), self.receive, self.send)
-            if self.answers != [200]:
-                problems.append(f"{name} answered {self.answers}")
-        tampered = {**self.message, "body": self.body[:-2] + b"y}"}
-
-        async def receive_tampered() -> dict[str, Any]:
-            return tampered
-
-        self.answers.clear()
-        security = logging.getLogger("upvest_verify.security")
-        level = security.level
-        security.setLevel(logging.CRITICAL)  # the expected refusal need not be printed
-        try:
-            await self.middleware(dict(self.scope), receive_tampered, self.send)
-        finally:
-            security.setLevel(level)
-        if self.answers != [401]:
-            problems.append(f"the middleware answered a tampered body with {self.answers}")
-        return problems
 
 
 async def _interleaved(
@@ -203,11 +86,20 @@ async def _interleaved(
     return samples
 
 
-def _ratios(samples: dict[str, list[float]], name: str) -> dict[str, float]:
-    paired = [a / b for a, b in zip(samples[name], samples["floor"], strict=True)]
+RATIOS = (
+    ("middleware", "floor"),
+    ("verify", "floor"),
+    ("hand-written", "floor"),
+    ("verify", "hand-written"),
+    ("middleware", "hand-written"),
+)
+
+
+def _ratios(samples: dict[str, list[float]], name: str, against: str) -> dict[str, float]:
+    paired = [a / b for a, b in zip(samples[name], samples[against], strict=True)]
     return {
         "paired_median": statistics.median(paired),
-        "fastest": min(samples[name]) / min(samples["floor"]),
+        "fastest": min(samples[name]) / min(samples[against]),
         "median_us": statistics.median(samples[name]) / 1000,
     }
 
@@ -228,20 +120,16 @@ def inprocess_section(
     try:
         for run in range(runs):
             samples = loop.run_until_complete(_interleaved(receivers, rounds, batch_ms))
-            entry = {
-                "floor_median_us": statistics.median(samples["floor"]) / 1000,
-                "middleware/floor": _ratios(samples, "middleware"),
-                "verify/floor": _ratios(samples, "verify"),
-            }
+            entry: dict[str, Any] = {"floor_median_us": statistics.median(samples["floor"]) / 1000}
+            for name, against in RATIOS:
+                entry[f"{name}/{against}"] = _ratios(samples, name, against)
             per_run.append(entry)
-            print(
-                f"  run {run + 1}: floor {entry['floor_median_us']:.1f} us;"
-                f" middleware/floor {entry['middleware/floor']['paired_median']:.4f}"
-                f" (fastest {entry['middleware/floor']['fastest']:.4f});"
-                f" verify/floor {entry['verify/floor']['paired_median']:.4f}"
-                f" (fastest {entry['verify/floor']['fastest']:.4f})",
-                flush=True,
+            shown = "; ".join(
+                f"{n}/{a} {entry[f'{n}/{a}']['paired_median']:.4f}"
+                f" (fastest {entry[f'{n}/{a}']['fastest']:.4f})"
+                for n, a in RATIOS
             )
+            print(f"  run {run + 1}: floor {entry['floor_median_us']:.1f} us; {shown}", flush=True)
     finally:
         if gc_was_on:
             gc.enable()
@@ -250,7 +138,7 @@ def inprocess_section(
         "runs": per_run,
         "load_average": [load_before, load_average()],
     }
-    for name in ("middleware/floor", "verify/floor"):
+    for name in (f"{n}/{a}" for n, a in RATIOS):
         result[name] = {
             key: summary(run[name][key] for run in per_run) for key in ("paired_median", "fastest")
         }
@@ -279,6 +167,8 @@ def stubbed_profile(receivers: Receivers, loop: asyncio.AbstractEventLoop) -> di
         await send(END)
 
     receivers.apps["floor"] = floor_without_ecdsa
+    hand_written_keys = dict(receivers.hand_written_keys)
+    receivers.hand_written_keys.update(dict.fromkeys(hand_written_keys, lambda *_: None))
     try:
         warm = {
             name: min(loop.run_until_complete(receivers.batch(app, 2000)) for _ in range(5)) / 1000
@@ -312,10 +202,12 @@ def stubbed_profile(receivers: Receivers, loop: asyncio.AbstractEventLoop) -> di
     finally:
         fast.verify_signature = real
         receivers.apps["floor"] = floor_app
+        receivers.hand_written_keys.update(hand_written_keys)
     result = {
         "per_request_us_without_ecdsa": {k: round(v, 2) for k, v in warm.items()},
         "middleware_beyond_verify_us": round(warm["middleware"] - warm["verify"], 2),
         "verify_beyond_floor_us": round(warm["verify"] - warm["floor"], 2),
+        "hand_written_beyond_floor_us": round(warm["hand-written"] - warm["floor"], 2),
         "pieces_ns": timed,
     }
     print(
