@@ -711,9 +711,12 @@ def test_sign_request_refusals(
 )
 def test_sign_request_argument_refusals(kwargs: dict[str, Any], message: str) -> None:
     """Out-of-range arguments raise ValueError before anything is signed."""
-    headers = kwargs.pop("headers", [])
+    # A copy: the parameter is pytest's own dict, shared by every run in this process
+    # (mutmut runs the suite several times in one interpreter).
+    options = dict(kwargs)
+    headers = options.pop("headers", [])
     with pytest.raises(ValueError, match=message):
-        sign_request("POST", URL, headers, BODY, key=KEY, created=NOW, **kwargs)
+        sign_request("POST", URL, headers, BODY, key=KEY, created=NOW, **options)
 
 
 # -- sign_request defaults and parameters --------------------------------------------

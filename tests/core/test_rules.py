@@ -19,6 +19,7 @@ from upvest_verify._rules import (
     choose_layouts,
     coverage_error,
     coverage_of,
+    covered_size_error,
     head_error,
     key_error,
     label_allowed,
@@ -350,6 +351,13 @@ def test_window_messages_show_fractional_differences() -> None:
     )
 
 
+def test_window_messages_round_to_whole_seconds() -> None:
+    """A difference under half a millisecond from a whole second prints without a point."""
+    error = time_window_error(NOW, None, NOW - 10.0004, WINDOW)
+    assert error is not None
+    assert error.message == f"created 10 s in the future (created={NOW}, now={NOW - 10}, skew=10 s)"
+
+
 def test_window_age_errors_carry_the_signing_instant() -> None:
     """Only an error of age alone, with created known, carries signed_at = created."""
     passed = time_window_error(NOW - 40, NOW - 11, NOW, WINDOW)
@@ -554,6 +562,22 @@ def test_choose_layouts_learnt_or_coverage() -> None:
     assert choose_layouts(POLICY, None, cov("@method"), DEFAULT_LAYOUTS) == DEFAULT_LAYOUTS
     learnt = ("rfc9421", "upvest-v6")  # equal to the default, but learnt
     assert choose_layouts(POLICY, None, v6, learnt) is learnt  # type: ignore[arg-type]
+
+
+def test_covered_size_error_boundaries() -> None:
+    """Covered values up to max_covered_bytes and fields up to max_field_lines lines pass."""
+    policy = Policy(max_covered_bytes=100, max_field_lines=3)
+    assert covered_size_error(100, 3, policy) is None
+    assert_error(
+        covered_size_error(101, 3, policy),
+        Reason.MALFORMED_HEADER,
+        "covered values exceed 100 bytes",
+    )
+    assert_error(
+        covered_size_error(100, 4, policy),
+        Reason.MALFORMED_HEADER,
+        "a covered field has more than 3 lines",
+    )
 
 
 def test_bad_signature_error() -> None:
