@@ -254,22 +254,17 @@ def _plan(head: str) -> _Plan | Literal[False]:
 
 
 class _Latin1Fields:
-    """ASGI's field lines (lower-case ``bytes`` names, distinct) read as ``str``.
+    """ASGI's field lines (lower-case ``bytes`` names, distinct), to be read as ``str``.
 
     Only the few fields the fast path reads are decoded, each as ISO-8859-1 like
     :func:`~upvest_verify._message.field_text` does, instead of every line of the
-    request up front. :func:`fast_verify` reads ``raw`` itself, by the byte names the
-    plan holds; ``get`` is for everything else.
+    request up front: :func:`fast_verify` reads ``raw`` by the byte names the plan holds.
     """
 
     __slots__ = ("raw",)
 
     def __init__(self, raw: dict[bytes, Any]) -> None:
         self.raw = raw
-
-    def get(self, name: str) -> str | None:
-        value = self.raw.get(name.encode("ascii"))
-        return None if value is None else str(value, "latin-1")
 
 
 _Fields = dict[str, str] | _Latin1Fields
