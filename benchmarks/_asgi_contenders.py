@@ -88,7 +88,7 @@ class Receivers:
     """The in-process contenders for one signed webhook, and how to call them."""
 
     def __init__(self) -> None:
-        from bench_verify import URL, build_case
+        from _cases import URL, build_case
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 

@@ -277,7 +277,7 @@ def measure(
 
 
 def _signed() -> tuple[str, Any]:
-    from bench_verify import make_body
+    from _cases import make_body
 
     from upvest_verify.testing import generate_key, make_jwks, sign_webhook
 

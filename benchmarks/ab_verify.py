@@ -128,7 +128,7 @@ def contenders(size: int, before: Any, after: Any) -> dict[str, Callable[[], obj
     Returns:
         Name to zero-argument call; each has been checked to verify once.
     """
-    from bench_verify import URL, build_case, floor_fn
+    from _cases import URL, build_case, floor_fn
 
     from upvest_verify.testing import generate_key, make_jwks
 

@@ -249,7 +249,7 @@ def _case(size: int, dialect: str) -> dict[str, Any]:
     """Sign one webhook and gather what both children need (in this process)."""
     import base64
 
-    from bench_verify import EXTRA_HEADERS, URL, make_body
+    from _cases import EXTRA_HEADERS, URL, make_body
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from upvest_verify.testing import generate_key, make_jwks, sign_webhook

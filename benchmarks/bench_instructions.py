@@ -6,7 +6,7 @@ not. This script runs each contender in a child interpreter under
 than the other, and divides the difference by those calls: interpreter start-up, imports
 and set-up cancel out, and what is left is the cost of one call.
 
-Contenders, with a signed 10 KiB RFC 9421 webhook (``bench_verify.build_case``):
+Contenders, with a signed 10 KiB RFC 9421 webhook (``_cases.build_case``):
 
 * ``floor``: SHA-512 of the body and one ``cryptography`` P-521 verify;
 * ``verify str`` / ``verify bytes``: ``Verifier.verify`` with ``str`` header pairs or
@@ -61,7 +61,7 @@ from _common import SRC, describe_machine, machine_line, write_json  # noqa: E40
 CHILD = """
 import asyncio, hashlib, sys
 sys.path[:0] = [{here!r}, {src!r}] + ([{rev_folder!r}] if {rev_folder!r} else [])
-from bench_verify import URL, build_case
+from _cases import URL, build_case
 from upvest_verify.testing import generate_key, make_jwks
 name, calls = {name!r}, {calls}
 if name in ("asgi floor", "asgi hand-written", "middleware"):
@@ -77,7 +77,7 @@ key = generate_key()
 case = build_case(10 * 1024, key)
 body = case.body
 if name == "floor":
-    from bench_verify import floor_fn
+    from _cases import floor_fn
     call = floor_fn(body, case.rfc_base, case.rfc_der, key.private_key.public_key(), "sha512")
 else:
     package = __import__("upvest_verify_rev" if name.startswith("rev ") else "upvest_verify")

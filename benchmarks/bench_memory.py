@@ -48,8 +48,8 @@ if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cases import make_body
 from _common import describe_machine, parse_size, size_label, summary, write_json
-from bench_verify import make_body
 
 from upvest_verify import Policy, VerificationError, Verifier
 from upvest_verify.testing import generate_key, make_key_set, sign_webhook

@@ -32,8 +32,8 @@ if importlib.util.find_spec("upvest_verify") is None:  # not installed: use the 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_verify
+from _cases import SIZES, URL, Case, build_case, floor_fn, peer_verifier
 from _common import parse_size, parse_sizes, size_label
-from bench_verify import URL, Case, build_case, floor_fn, peer_verifier
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from upvest_verify import KeySet, VerifiedWebhook, Verifier, _sfv, verify
@@ -206,7 +206,7 @@ def test_bad_sizes_are_refused(text: str) -> None:
 
 def test_size_lists_and_labels() -> None:
     """The default list of the help text round-trips through the labels."""
-    assert parse_sizes("1K,10K,1M") == bench_verify.SIZES
+    assert parse_sizes("1K,10K,1M") == SIZES
     assert [size_label(s) for s in parse_sizes("1K,10K,1M,300")] == [
         "1 KiB",
         "10 KiB",

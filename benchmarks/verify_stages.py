@@ -10,8 +10,9 @@ import statistics
 import time
 from collections.abc import Callable
 
+from _cases import URL, Case
 from _common import size_label
-from bench_verify import URL, Case, _time_batch
+from bench_verify import time_batch
 
 from upvest_verify import VerifiedWebhook, Verifier
 
@@ -170,7 +171,7 @@ def print_stages(case: Case, quick: bool) -> None:
         for r in range(repeats):
             for i in range(len(timed)):
                 name, fn = timed[(r + i) % len(timed)]
-                samples[name].append(_time_batch(fn, number))
+                samples[name].append(time_batch(fn, number))
     finally:
         core.verify_signature = real_verify  # type: ignore[attr-defined]
         fast.verify_signature = real_verify  # type: ignore[attr-defined]
