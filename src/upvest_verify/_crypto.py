@@ -111,16 +111,12 @@ def _ecdsa(key_type: str) -> ec.ECDSA | None:
     return algorithm
 
 
-_CURVE_NAMES: Final[dict[str, str]] = {
-    "P-521": ec.SECP521R1.name,
-    "P-384": ec.SECP384R1.name,
-    "P-256": ec.SECP256R1.name,
-}
 _CURVES: Final[dict[str, ec.EllipticCurve]] = {
     "P-521": ec.SECP521R1(),
     "P-384": ec.SECP384R1(),
     "P-256": ec.SECP256R1(),
 }
+_CURVE_NAMES: Final[dict[str, str]] = {crv: curve.name for crv, curve in _CURVES.items()}
 
 # Field primes (SEC 2 §2.4.2, §2.5.1, §2.6.1). ``cryptography`` accepts x + p for P-521
 # (it still fits in 66 bytes and reduces to the same point), so coordinates are
