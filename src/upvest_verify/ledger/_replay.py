@@ -305,7 +305,6 @@ class SQLiteReplayStore(BaseReplayStore):
     """
 
     __slots__ = (
-        "_busy_timeout",
         "_clock",
         "_db",
         "_lock",
@@ -327,7 +326,7 @@ class SQLiteReplayStore(BaseReplayStore):
         if not _TABLE_NAME.fullmatch(table):
             raise ValueError(f"table name {table!r} is not a plain SQL identifier")
         self._path = os.fspath(path)
-        self._busy_timeout = check_duration("busy_timeout", busy_timeout)
+        busy = check_duration("busy_timeout", busy_timeout)
         self._purge_interval = check_duration("purge_interval", purge_interval)
         self._clock = clock
         self._lock = threading.Lock()
@@ -335,7 +334,7 @@ class SQLiteReplayStore(BaseReplayStore):
         # The table name is a checked identifier; values are always bound parameters.
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
         schema = (self._sql["create"], self._sql["index"])
-        self._db = Database(self._path, self._busy_timeout, schema, "SQLite replay store")
+        self._db = Database(self._path, busy, schema, "SQLite replay store")
 
     def __repr__(self) -> str:
         return f"SQLiteReplayStore({self._path!r})"
@@ -344,10 +343,6 @@ class SQLiteReplayStore(BaseReplayStore):
     def path(self) -> str:
         """The database file."""
         return self._path
-
-    def _connection(self) -> sqlite3.Connection:
-        # Called with the lock held.
-        return self._db.connection()
 
     def _run(self, query: str, *params: object) -> sqlite3.Cursor:
         # Called with the lock held.

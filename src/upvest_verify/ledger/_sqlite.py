@@ -86,7 +86,6 @@ class SQLiteLedger(InboxLedger):
     """
 
     __slots__ = (
-        "_busy_timeout",
         "_clock",
         "_db",
         "_inbox_store",
@@ -115,7 +114,7 @@ class SQLiteLedger(InboxLedger):
         self._path = os.fspath(path)
         self._lease = check_duration("lease", lease)
         self._retention = check_duration("retention", retention)
-        self._busy_timeout = check_duration("busy_timeout", busy_timeout)
+        busy = check_duration("busy_timeout", busy_timeout)
         self._purge_interval = check_duration("purge_interval", purge_interval)
         self._clock = clock
         self._lock = threading.Lock()
@@ -123,7 +122,7 @@ class SQLiteLedger(InboxLedger):
         # The table name is a checked identifier; values are always bound parameters.
         self._sql = {name: text.replace("{table}", table) for name, text in _SQL.items()}
         schema = (self._sql["create"], self._sql["index"])
-        self._db = Database(self._path, self._busy_timeout, schema, "SQLite ledger")
+        self._db = Database(self._path, busy, schema, "SQLite ledger")
         self._inbox_store = SQLiteInbox(
             SQLiteLedgerAccess(
                 owner=self,
