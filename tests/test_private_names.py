@@ -22,8 +22,6 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 # Private names of other libraries that are theirs to offer.
 ALLOWED = {
     "_replace",  # namedtuple's public method
-    "_asdict",
-    "_fields",
     "_dont_enforce_csrf_checks",  # Django's CSRF opt-out flag, as its own test client sets it
 }
 
