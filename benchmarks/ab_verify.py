@@ -30,7 +30,6 @@ Not part of the test suite, but for ``tests/test_ab_verify.py``, which runs ``--
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import importlib.util
 import io
@@ -41,7 +40,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,6 +158,8 @@ def interleave(
 ) -> dict[str, list[float]]:
     """Per-call microseconds of every contender, ``rounds`` batches each, order rotating.
 
+    The timing loop is ``bench_verify.py``'s (:func:`bench_verify.run_interleaved`).
+
     Args:
         calls: Name to zero-argument call.
         rounds: Batches per contender.
@@ -168,32 +168,11 @@ def interleave(
     Returns:
         Name to the per-call time of each batch, in round order.
     """
-    names = list(calls)
-    clock = time.perf_counter_ns
-    sizes = {}
-    for name, call in calls.items():
-        for _ in range(3):
-            call()
-        start = clock()
-        call()
-        sizes[name] = max(1, round(batch_ms * 1e6 / max(1, clock() - start)))
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            for i in range(len(names)):
-                name = names[(r + i) % len(names)]
-                call, n = calls[name], sizes[name]
-                call()
-                start = clock()
-                for _ in range(n):
-                    call()
-                samples[name].append((clock() - start) / n / 1e3)
-    finally:
-        if was_on:
-            gc.enable()
-    return samples
+    from bench_verify import Contender, run_interleaved
+
+    contenders = [Contender(name, call, check=lambda: True) for name, call in calls.items()]
+    run_interleaved(contenders, rounds, batch_ms, warmup=3)
+    return {c.name: [ns / 1e3 for ns in c.samples] for c in contenders}
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> float:
